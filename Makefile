@@ -1,0 +1,43 @@
+# rxe-odp: On-Demand Paging for Soft-RoCE (rxe) on Debian 12's 6.1 kernel.
+#
+#   make check   install deps, build rdma_rxe.ko, boot the test VM, run all tests
+#   make demo    boot the VM and compare ib_write_bw with pinned and ODP MRs
+#
+# KVER selects the Debian 6.1 kernel to build for and boot (default: the
+# newest installed one).  Variables are expanded lazily so that they see
+# the packages that the deps step has just installed.
+
+KVER ?= $(shell scripts/kver.sh)
+BUILD ?= $(CURDIR)/build
+MODDIR = $(BUILD)/$(KVER)
+MODULE = $(MODDIR)/rdma_rxe.ko
+
+.PHONY: all deps module tests check demo sparse checkpatch clean
+
+all: module tests
+
+deps:
+	@sh scripts/deps.sh
+
+module: deps
+	@test -n "$(KVER)" || { echo "make: error: no Debian 6.1 kernel with headers installed" >&2; exit 1; }
+	@scripts/build-rxe.sh $(KVER) $(MODDIR)
+
+tests: deps
+	@$(MAKE) -s -C tests BUILD=$(BUILD)
+
+check: module tests
+	@tests/vm/check.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/check
+
+demo: module tests
+	@tests/vm/demo.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/demo
+
+# Static checks of our kernel code (sparse and checkpatch --strict).
+sparse: deps
+	@KBUILD_EXTRA="C=2" scripts/build-rxe.sh $(KVER) $(MODDIR)
+
+checkpatch: deps
+	@scripts/checkpatch.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,59 @@
+#!/bin/sh
+# Assemble and build the ODP-capable rdma_rxe.ko for one Debian 6.1 kernel.
+#
+#   build-rxe.sh KVER OUTDIR
+#
+# 1. check that linux-source-6.1 and linux-headers-KVER come from the same
+#    Debian release (a module built from one release's rxe against another's
+#    headers may load and then misbehave, so refuse instead);
+# 2. extract drivers/infiniband/sw/rxe from /usr/src/linux-source-6.1.tar.xz;
+# 3. apply drivers/patches/series in order (quilt layout, -p1);
+# 4. add our own sources (kernel/ notifier core, drivers/ rxe ODP code);
+# 5. build against /lib/modules/KVER/build with the top-level Kbuild.
+set -eu
+
+die() { echo "build-rxe: error: $*" >&2; exit 1; }
+
+[ $# -eq 2 ] || die "usage: build-rxe.sh KVER OUTDIR"
+KVER=$1
+mkdir -p "$2"; OUT=$(cd "$2" && pwd)
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+TARBALL=${LINUX_SOURCE_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
+KDIR=${KDIR:-/lib/modules/$KVER/build}
+
+[ -f "$TARBALL" ] || die "$TARBALL missing (apt install linux-source-6.1)"
+[ -d "$KDIR" ] || die "$KDIR missing (apt install linux-headers-$KVER)"
+
+src_ver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null) ||
+	die "linux-source-6.1 is not an installed Debian package"
+hdr_ver=$(dpkg-query -W -f='${Version}' "linux-headers-$KVER" 2>/dev/null) ||
+	die "linux-headers-$KVER is not an installed Debian package"
+[ "$src_ver" = "$hdr_ver" ] ||
+	die "linux-source-6.1 is $src_ver but linux-headers-$KVER is $hdr_ver: install matching versions"
+
+stamp="$src_ver $(cat "$TOP/drivers/patches/series" | tr '\n' ' ')"
+rm -rf "$OUT.tmp"
+mkdir -p "$OUT.tmp"
+tar -xJf "$TARBALL" -C "$OUT.tmp" --strip-components=1 \
+	linux-source-6.1/drivers/infiniband/sw/rxe ||
+	die "cannot extract rxe from $TARBALL"
+
+# Apply the series; a patch that does not apply cleanly stops the build.
+grep -v '^[[:space:]]*\(#\|$\)' "$TOP/drivers/patches/series" | while read -r p; do
+	if ! patch -d "$OUT.tmp" -p1 --batch --forward --no-backup-if-mismatch \
+		-s -F0 -i "$TOP/drivers/patches/$p" >"$OUT.tmp/patch.log" 2>&1; then
+		echo "build-rxe: error: patch $p does not apply to linux-source-6.1 $src_ver" >&2
+		exit 1
+	fi
+done || exit 1
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+cp "$OUT.tmp"/drivers/infiniband/sw/rxe/*.[ch] "$OUT/"
+cp "$TOP"/kernel/*.[ch] "$TOP"/drivers/*.[ch] "$OUT/" 2>/dev/null || true
+cp "$TOP/Kbuild" "$OUT/Kbuild"
+rm -rf "$OUT.tmp"
+echo "$stamp" >"$OUT/.source"
+
+make -s -C "$KDIR" M="$OUT" ${KBUILD_EXTRA:-} modules
+echo "build-rxe: $OUT/rdma_rxe.ko (linux-source-6.1 $src_ver, $KVER)"
