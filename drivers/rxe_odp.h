@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Linux-OpenIB */
+/*
+ * On-Demand Paging memory regions for rxe.
+ *
+ * An ODP MR pins nothing: it mirrors the registered range of the owner's
+ * address space through the notifier core (odp_mirror).  rxe's requester,
+ * responder and completer run in tasklets or inline in softirq and must not
+ * sleep, so when a translation is missing the data path does not fault: it
+ * records the miss in the fault slot of the task it runs in, leaves the
+ * QP's state exactly as it was before the packet or WQE it was working on,
+ * and returns -EAGAIN.  A worker then faults the range in process context
+ * and reschedules the task, which redoes the same step, now with the
+ * translation present.  Nothing is dropped or retransmitted on the wire.
+ */
+#ifndef RXE_ODP_H
+#define RXE_ODP_H
+
+#include <linux/types.h>
+#include <linux/workqueue.h>
+
+struct odp_mirror;
+struct rxe_dev;
+struct rxe_mr;
+struct rxe_qp;
+struct rxe_task;
+
+enum rxe_odp_fault_state {
+	RXE_ODP_FAULT_IDLE,	/* no fault outstanding */
+	RXE_ODP_FAULT_PENDING,	/* the worker owns the slot */
+	RXE_ODP_FAULT_FAILED,	/* the last fault failed: report it once */
+};
+
+/*
+ * One per QP task (requester, responder, completer): a task waits for at
+ * most one fault at a time.  Written by the task while IDLE or FAILED, by
+ * the worker while PENDING; @state hands the slot over with release/acquire.
+ */
+struct rxe_odp_fault {
+	struct work_struct	work;
+	struct rxe_qp		*qp;
+	struct rxe_task		*task;		/* resumed after the fault */
+	int			state;
+	struct rxe_mr		*mr;		/* referenced while PENDING */
+	u32			lkey;		/* identifies @mr when FAILED */
+	u64			addr;		/* range to fault */
+	u64			length;
+	unsigned int		access;		/* ODP_MIRROR_READ/WRITE */
+	int			err;		/* result when FAILED */
+};
+
+int rxe_odp_init(void);
+void rxe_odp_exit(void);
+void rxe_odp_init_device_caps(struct rxe_dev *rxe);
+
+void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
+			struct rxe_task *task);
+
+int rxe_odp_mr_init(struct rxe_mr *mr, u64 start, u64 length);
+void rxe_odp_mr_cleanup(struct rxe_mr *mr);
+int rxe_odp_mr_copy(struct rxe_mr *mr, u64 iova, void *addr, int length,
+		    bool to_mr, struct rxe_odp_fault *fault);
+int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
+		      u64 compare, u64 swap_add, u64 *orig,
+		      struct rxe_odp_fault *fault);
+
+#endif /* RXE_ODP_H */

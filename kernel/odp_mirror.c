@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * odp_mirror: device-independent mirror of a process address range built
+ * on mmu_interval_notifier and hmm_range_fault().  See odp_mirror.h for the
+ * protocol.
+ */
+
+#include <linux/highmem.h>
+#include <linux/hmm.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+
+#include "odp_mirror.h"
+
+/* One leaf maps 2 MiB with 4 KiB pages and is itself one page. */
+#define ODP_MIRROR_LEAF_SHIFT	(PAGE_SHIFT - ilog2(sizeof(unsigned long)))
+#define ODP_MIRROR_LEAF_ENTRIES	(1UL << ODP_MIRROR_LEAF_SHIFT)
+#define ODP_MIRROR_ACCESS_MASK	(ODP_MIRROR_READ | ODP_MIRROR_WRITE)
+
+struct odp_mirror_leaf {
+	unsigned long entry[ODP_MIRROR_LEAF_ENTRIES];
+};
+
+static_assert(sizeof(struct odp_mirror_leaf) == PAGE_SIZE);
+
+static inline unsigned long odp_page_index(struct odp_mirror *mirror,
+					   unsigned long addr)
+{
+	return (addr - mirror->start) >> PAGE_SHIFT;
+}
+
+static inline struct odp_mirror_leaf *odp_leaf(struct odp_mirror *mirror,
+					       unsigned long pgidx)
+{
+	return xa_load(&mirror->leaves, pgidx >> ODP_MIRROR_LEAF_SHIFT);
+}
+
+/* Find or create the leaf for page index @pgidx; process context only. */
+static struct odp_mirror_leaf *odp_leaf_get(struct odp_mirror *mirror,
+					    unsigned long pgidx)
+{
+	unsigned long lidx = pgidx >> ODP_MIRROR_LEAF_SHIFT;
+	struct odp_mirror_leaf *leaf, *old;
+
+	leaf = xa_load(&mirror->leaves, lidx);
+	if (leaf)
+		return leaf;
+
+	leaf = kzalloc(sizeof(*leaf), GFP_KERNEL_ACCOUNT);
+	if (!leaf)
+		return ERR_PTR(-ENOMEM);
+
+	old = xa_cmpxchg(&mirror->leaves, lidx, NULL, leaf, GFP_KERNEL_ACCOUNT);
+	if (old) {
+		/* lost a race with another fault, or the xarray failed */
+		kfree(leaf);
+		return xa_is_err(old) ? ERR_PTR(xa_err(old)) : old;
+	}
+	return leaf;
+}
+
+/*
+ * Clear the entries of [start, end); called with the lock held.  Leaves are
+ * kept: a range that was faulted once is likely to be faulted again.
+ */
+static unsigned long odp_mirror_clear(struct odp_mirror *mirror,
+				      unsigned long start, unsigned long end)
+{
+	unsigned long first = odp_page_index(mirror, start);
+	unsigned long last = odp_page_index(mirror, end - 1);
+	struct odp_mirror_leaf *leaf;
+	unsigned long lidx, cleared = 0;
+
+	xa_for_each_range(&mirror->leaves, lidx, leaf,
+			  first >> ODP_MIRROR_LEAF_SHIFT,
+			  last >> ODP_MIRROR_LEAF_SHIFT) {
+		unsigned long base = lidx << ODP_MIRROR_LEAF_SHIFT;
+		unsigned long i = max(first, base) - base;
+		unsigned long n = min(last, base + ODP_MIRROR_LEAF_ENTRIES - 1)
+				  - base;
+
+		for (; i <= n; i++) {
+			if (leaf->entry[i]) {
+				leaf->entry[i] = 0;
+				cleared++;
+			}
+		}
+	}
+	return cleared;
+}
+
+/*
+ * The invalidation callback.  It never sleeps, so it honours non-blockable
+ * invalidations (the OOM reaper) instead of refusing them: once it returns,
+ * no entry in the window exists and none can be installed until the
+ * invalidation ends.
+ *
+ * Pages written by the device were write-faulted, so their PTEs are dirty
+ * and the core mm transfers that to the page when it unmaps or cleans it;
+ * nothing has to be dirtied here.
+ */
+static bool odp_mirror_invalidate(struct mmu_interval_notifier *mni,
+				  const struct mmu_notifier_range *range,
+				  unsigned long cur_seq)
+{
+	struct odp_mirror *mirror =
+		container_of(mni, struct odp_mirror, notifier);
+	unsigned long start = max(range->start, mirror->start);
+	unsigned long end = min(range->end, mirror->end);
+	unsigned long flags, cleared = 0;
+
+	flags = odp_mirror_lock(mirror);
+	mmu_interval_set_seq(mni, cur_seq);
+	if (start < end)
+		cleared = odp_mirror_clear(mirror, start, end);
+	if (cleared) {
+		mirror->stats.invalidations++;
+		mirror->stats.invalidated_pages += cleared;
+	}
+	odp_mirror_unlock(mirror, flags);
+	return true;
+}
+
+static const struct mmu_interval_notifier_ops odp_mirror_ops = {
+	.invalidate = odp_mirror_invalidate,
+};
+
+/**
+ * odp_mirror_init - start mirroring [addr, addr + length) of @mm
+ * @mirror: the mirror to initialise
+ * @mm: the address space, usually current->mm
+ * @addr: start of the range, need not be page aligned
+ * @length: length of the range in bytes, not zero
+ *
+ * Costs the same whatever @length is: no page is looked at until it is
+ * faulted.  Return: 0 or a negative errno.
+ */
+int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
+		    unsigned long addr, unsigned long length)
+{
+	unsigned long end;
+
+	if (!length || check_add_overflow(addr, length, &end))
+		return -EINVAL;
+
+	mirror->start = ALIGN_DOWN(addr, PAGE_SIZE);
+	mirror->end = ALIGN(end, PAGE_SIZE);
+	if (mirror->end < end || mirror->end > TASK_SIZE)
+		return -EINVAL;
+
+	spin_lock_init(&mirror->lock);
+	xa_init(&mirror->leaves);
+	memset(&mirror->stats, 0, sizeof(mirror->stats));
+
+	return mmu_interval_notifier_insert(&mirror->notifier, mm,
+					    mirror->start,
+					    mirror->end - mirror->start,
+					    &odp_mirror_ops);
+}
+
+/**
+ * odp_mirror_fini - stop mirroring and free the table
+ * @mirror: an initialised mirror
+ *
+ * May sleep: waits for running invalidations to finish.
+ */
+void odp_mirror_fini(struct odp_mirror *mirror)
+{
+	struct odp_mirror_leaf *leaf;
+	unsigned long lidx;
+
+	mmu_interval_notifier_remove(&mirror->notifier);
+
+	xa_for_each(&mirror->leaves, lidx, leaf)
+		kfree(leaf);
+	xa_destroy(&mirror->leaves);
+}
+
+/*
+ * Fault one batch that lies inside one leaf and install it.  Retries as long
+ * as invalidations race with it, like any mmu_interval_notifier user.
+ */
+static int odp_mirror_fault_batch(struct odp_mirror *mirror,
+				  struct hmm_range *range)
+{
+	struct mm_struct *mm = odp_mirror_mm(mirror);
+	unsigned long timeout =
+		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	unsigned long pgidx = odp_page_index(mirror, range->start);
+	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
+	struct odp_mirror_leaf *leaf;
+	unsigned long flags, i;
+	int ret;
+
+	leaf = odp_leaf_get(mirror, pgidx);
+	if (IS_ERR(leaf))
+		return PTR_ERR(leaf);
+
+	for (;;) {
+		if (time_after(jiffies, timeout))
+			return -EBUSY;
+
+		range->notifier_seq = mmu_interval_read_begin(&mirror->notifier);
+		mmap_read_lock(mm);
+		ret = hmm_range_fault(range);
+		mmap_read_unlock(mm);
+		if (ret == -EBUSY)
+			continue;
+		if (ret)
+			return ret;
+
+		flags = odp_mirror_lock(mirror);
+		if (!mmu_interval_read_retry(&mirror->notifier,
+					     range->notifier_seq))
+			break;
+		odp_mirror_unlock(mirror, flags);
+		cond_resched();
+	}
+
+	pgidx &= ODP_MIRROR_LEAF_ENTRIES - 1;
+	for (i = 0; i < npages; i++) {
+		unsigned long pfn = range->hmm_pfns[i];
+		unsigned long entry;
+
+		/*
+		 * Grant write only when it was asked for: a write fault made
+		 * the PTE writable and dirty, so data the device writes is
+		 * never lost to reclaim or writeback.
+		 */
+		entry = (unsigned long)hmm_pfn_to_page(pfn) | ODP_MIRROR_READ;
+		if ((range->default_flags & HMM_PFN_REQ_WRITE) &&
+		    (pfn & HMM_PFN_WRITE))
+			entry |= ODP_MIRROR_WRITE;
+		leaf->entry[pgidx + i] = entry;
+	}
+	mirror->stats.faults++;
+	mirror->stats.faulted_pages += npages;
+	odp_mirror_unlock(mirror, flags);
+	return 0;
+}
+
+/**
+ * odp_mirror_fault - make [addr, addr + length) accessible to the device
+ * @mirror: the mirror
+ * @addr: first byte
+ * @length: number of bytes
+ * @access: ODP_MIRROR_READ, or ODP_MIRROR_READ | ODP_MIRROR_WRITE
+ *
+ * Process context only; may sleep.  Faults the pages in the owner's address
+ * space (holding a reference to it only while doing so) and installs them.
+ *
+ * Return: 0; -EFAULT if part of the range is outside the mirror, unmapped
+ * or not accessible as asked (e.g. a write to a read-only mapping), or the
+ * owner has exited; -ENOMEM; -EBUSY if invalidations kept racing.
+ */
+int odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
+		     unsigned long length, unsigned int access)
+{
+	struct mm_struct *mm = odp_mirror_mm(mirror);
+	unsigned long start, end, *pfns;
+	struct hmm_range range = {
+		.notifier = &mirror->notifier,
+		.hmm_pfns = NULL,
+		.default_flags = HMM_PFN_REQ_FAULT,
+	};
+	int ret = 0;
+
+	if (!length || addr < mirror->start || addr >= mirror->end ||
+	    length > mirror->end - addr)
+		return -EFAULT;
+	if (access & ODP_MIRROR_WRITE)
+		range.default_flags |= HMM_PFN_REQ_WRITE;
+
+	start = ALIGN_DOWN(addr, PAGE_SIZE);
+	end = ALIGN(addr + length, PAGE_SIZE);
+
+	pfns = (unsigned long *)__get_free_page(GFP_KERNEL);
+	if (!pfns)
+		return -ENOMEM;
+	range.hmm_pfns = pfns;
+
+	if (!mmget_not_zero(mm)) {
+		ret = -EFAULT;
+		goto out_free;
+	}
+
+	while (start < end) {
+		unsigned long leaf_end = mirror->start +
+			ALIGN(start - mirror->start + 1,
+			      ODP_MIRROR_LEAF_ENTRIES << PAGE_SHIFT);
+
+		range.start = start;
+		range.end = min(end, leaf_end);
+		ret = odp_mirror_fault_batch(mirror, &range);
+		if (ret)
+			break;
+		start = range.end;
+	}
+	mmput(mm);
+
+	/* hmm reports a write to a read-only mapping as -EPERM */
+	if (ret == -EPERM)
+		ret = -EFAULT;
+out_free:
+	free_page((unsigned long)pfns);
+	return ret;
+}
+
+/* Entry for @addr if it grants @access, else 0; lock held. */
+static unsigned long odp_mirror_entry(struct odp_mirror *mirror,
+				      unsigned long addr, unsigned int access)
+{
+	unsigned long pgidx = odp_page_index(mirror, addr);
+	struct odp_mirror_leaf *leaf = odp_leaf(mirror, pgidx);
+	unsigned long entry;
+
+	if (!leaf)
+		return 0;
+	entry = READ_ONCE(leaf->entry[pgidx & (ODP_MIRROR_LEAF_ENTRIES - 1)]);
+	return (entry & access) == access ? entry : 0;
+}
+
+/**
+ * odp_mirror_lookup - the page at @addr, if the device may access it so
+ * @mirror: the mirror, locked with odp_mirror_lock()
+ * @addr: an address inside the mirror
+ * @access: ODP_MIRROR_READ and/or ODP_MIRROR_WRITE
+ *
+ * The page may only be used until the lock is dropped.
+ * Return: the page, or NULL if it has to be faulted first.
+ */
+struct page *odp_mirror_lookup(struct odp_mirror *mirror, unsigned long addr,
+			       unsigned int access)
+{
+	unsigned long entry;
+
+	lockdep_assert_held(&mirror->lock);
+	if (addr < mirror->start || addr >= mirror->end)
+		return NULL;
+	entry = odp_mirror_entry(mirror, addr, access);
+	return (struct page *)(entry & ~ODP_MIRROR_ACCESS_MASK);
+}
+
+/**
+ * odp_mirror_copy - copy between a kernel buffer and the mirrored range
+ * @mirror: the mirror
+ * @addr: first byte in the mirrored range
+ * @buf: kernel buffer
+ * @length: number of bytes
+ * @to_mirror: true to write the range from @buf, false to read it
+ *
+ * Never sleeps; callable from softirq.  All or nothing: if any page in the
+ * range lacks an entry with the needed access, nothing is copied.
+ *
+ * Return: 0, -EAGAIN if a page must be faulted first (odp_mirror_fault()),
+ * -EFAULT if the range is outside the mirror.
+ */
+int odp_mirror_copy(struct odp_mirror *mirror, unsigned long addr, void *buf,
+		    size_t length, bool to_mirror)
+{
+	unsigned int access = to_mirror ? ODP_MIRROR_WRITE : ODP_MIRROR_READ;
+	unsigned long flags, a;
+	int ret = 0;
+
+	if (!length)
+		return 0;
+	if (addr < mirror->start || addr >= mirror->end ||
+	    length > mirror->end - addr)
+		return -EFAULT;
+
+	flags = odp_mirror_lock(mirror);
+
+	for (a = ALIGN_DOWN(addr, PAGE_SIZE); a < addr + length; a += PAGE_SIZE) {
+		if (!odp_mirror_entry(mirror, a, access)) {
+			ret = -EAGAIN;
+			goto out;
+		}
+	}
+
+	while (length) {
+		struct page *page = odp_mirror_lookup(mirror, addr, access);
+		size_t off = offset_in_page(addr);
+		size_t n = min_t(size_t, length, PAGE_SIZE - off);
+		void *va = kmap_local_page(page);
+
+		if (to_mirror)
+			memcpy(va + off, buf, n);
+		else
+			memcpy(buf, va + off, n);
+		kunmap_local(va);
+
+		addr += n;
+		buf += n;
+		length -= n;
+	}
+out:
+	odp_mirror_unlock(mirror, flags);
+	return ret;
+}
+
+/**
+ * odp_mirror_get_stats - snapshot of the mirror's counters
+ * @mirror: the mirror
+ * @stats: filled in
+ */
+void odp_mirror_get_stats(struct odp_mirror *mirror,
+			  struct odp_mirror_stats *stats)
+{
+	unsigned long flags = odp_mirror_lock(mirror);
+
+	*stats = mirror->stats;
+	odp_mirror_unlock(mirror, flags);
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * odp_mirror: a device-independent mirror of one range of a process
+ * address space, for devices that access process memory without pinning
+ * it (On-Demand Paging).
+ *
+ * The mirror keeps a sparse table of translation entries ("the device page
+ * table"), one per page, each holding the page and whether the device may
+ * read or write it.  Entries are only ever established by odp_mirror_fault()
+ * in process context, and only ever removed by the kernel's MMU notifier
+ * before the page is unmapped, migrated, swapped, merged or write-protected.
+ *
+ * Protocol (see mmu_interval_notifier in include/linux/mmu_notifier.h):
+ *
+ *  - odp_mirror_fault() reads the notifier sequence, faults the pages with
+ *    hmm_range_fault() and installs them under @lock only if no
+ *    invalidation ran in between (mmu_interval_read_retry()).
+ *
+ *  - An invalidation takes @lock, bumps the sequence (so that a fault that
+ *    raced with it retries) and clears every entry in its window before it
+ *    returns.  Between an invalidation's start and end no new entry can be
+ *    installed in the window, because the sequence stays odd until the end.
+ *
+ *  - The data path (which may run in softirq) takes @lock, uses entries and
+ *    drops @lock: while it holds the lock no invalidation can complete, so
+ *    the pages it uses cannot be freed under it.  It never sleeps; a missing
+ *    entry is reported as -EAGAIN and the caller arranges for
+ *    odp_mirror_fault() to run in process context.
+ *
+ * No page reference is taken and nothing is charged to RLIMIT_MEMLOCK: the
+ * notifier, not a reference count, keeps the device from using a page that
+ * the process no longer has.
+ */
+#ifndef _ODP_MIRROR_H
+#define _ODP_MIRROR_H
+
+#include <linux/mmu_notifier.h>
+#include <linux/spinlock.h>
+#include <linux/xarray.h>
+
+/* Access rights, as requested by a fault and as granted by an entry. */
+#define ODP_MIRROR_READ		BIT(0)
+#define ODP_MIRROR_WRITE	BIT(1)
+
+struct odp_mirror_stats {
+	u64 faults;		/* odp_mirror_fault() calls that installed pages */
+	u64 faulted_pages;	/* entries installed */
+	u64 invalidations;	/* invalidation callbacks that hit the mirror */
+	u64 invalidated_pages;	/* entries cleared by invalidations */
+};
+
+struct odp_mirror {
+	struct mmu_interval_notifier notifier;
+	/* page aligned [start, end) of the mirrored range */
+	unsigned long start;
+	unsigned long end;
+	/*
+	 * Serialises entry use and installation against invalidation.  Taken
+	 * with interrupts disabled because the data path may run in any
+	 * context short of hard interrupts and callers may already have
+	 * disabled them.
+	 */
+	spinlock_t lock;
+	/*
+	 * Leaf tables of ODP_MIRROR_LEAF_ENTRIES entries, indexed by leaf
+	 * number; created on first fault, freed with the mirror.  An entry is
+	 * a struct page pointer or'ed with ODP_MIRROR_READ/WRITE, 0 if absent.
+	 */
+	struct xarray leaves;
+	struct odp_mirror_stats stats;	/* under @lock */
+};
+
+int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
+		    unsigned long addr, unsigned long length);
+void odp_mirror_fini(struct odp_mirror *mirror);
+
+int odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
+		     unsigned long length, unsigned int access);
+
+int odp_mirror_copy(struct odp_mirror *mirror, unsigned long addr, void *buf,
+		    size_t length, bool to_mirror);
+
+struct page *odp_mirror_lookup(struct odp_mirror *mirror, unsigned long addr,
+			       unsigned int access);
+
+void odp_mirror_get_stats(struct odp_mirror *mirror,
+			  struct odp_mirror_stats *stats);
+
+static inline unsigned long odp_mirror_lock(struct odp_mirror *mirror)
+	__acquires(&mirror->lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&mirror->lock, flags);
+	return flags;
+}
+
+static inline void odp_mirror_unlock(struct odp_mirror *mirror,
+				     unsigned long flags)
+	__releases(&mirror->lock)
+{
+	spin_unlock_irqrestore(&mirror->lock, flags);
+}
+
+static inline struct mm_struct *odp_mirror_mm(struct odp_mirror *mirror)
+{
+	return mirror->notifier.mm;
+}
+
+#endif /* _ODP_MIRROR_H */
