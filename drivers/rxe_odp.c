@@ -65,7 +65,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	u64 end = mr->odp->end;
 	u64 ahead = min_t(u64, end - fault->addr,
 			  max_t(u64, fault->length, RXE_ODP_FAULT_AHEAD));
-	int err;
+	int err, state;
 
 	/*
 	 * Fault the window ahead; if part of it is not accessible, fall back
@@ -79,13 +79,18 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	fault->mr = NULL;
 	rxe_put(mr);
 
+	/* on -EBUSY the data path misses again and asks for a new fault */
+	state = RXE_ODP_FAULT_IDLE;
 	if (err && err != -EBUSY) {
 		fault->err = -EFAULT;
-		smp_store_release(&fault->state, RXE_ODP_FAULT_FAILED);
-	} else {
-		/* on -EBUSY the data path simply misses and asks again */
-		smp_store_release(&fault->state, RXE_ODP_FAULT_IDLE);
+		state = RXE_ODP_FAULT_FAILED;
 	}
+	/*
+	 * Hand the slot back to the task: orders the result (and
+	 * fault->mr = NULL) before the state, which the task reads with
+	 * smp_load_acquire() in rxe_odp_miss().
+	 */
+	smp_store_release(&fault->state, state);
 
 	rxe_sched_task(fault->task);
 	rxe_put(qp);
@@ -108,6 +113,7 @@ void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 static int rxe_odp_miss(struct rxe_odp_fault *fault, struct rxe_mr *mr,
 			u64 addr, u64 length, unsigned int access)
 {
+	/* pairs with smp_store_release() in rxe_odp_fault_work() */
 	switch (smp_load_acquire(&fault->state)) {
 	case RXE_ODP_FAULT_PENDING:
 		return -EAGAIN;

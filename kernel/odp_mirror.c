@@ -15,7 +15,7 @@
 
 /* One leaf maps 2 MiB with 4 KiB pages and is itself one page. */
 #define ODP_MIRROR_LEAF_SHIFT	(PAGE_SHIFT - ilog2(sizeof(unsigned long)))
-#define ODP_MIRROR_LEAF_ENTRIES	(1UL << ODP_MIRROR_LEAF_SHIFT)
+#define ODP_MIRROR_LEAF_ENTRIES	BIT(ODP_MIRROR_LEAF_SHIFT)
 #define ODP_MIRROR_ACCESS_MASK	(ODP_MIRROR_READ | ODP_MIRROR_WRITE)
 
 struct odp_mirror_leaf {
