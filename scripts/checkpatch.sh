@@ -1,0 +1,36 @@
+#!/bin/sh
+# Run the 6.1 tree's checkpatch.pl --strict on our patch series and on our
+# own kernel sources (kernel/, drivers/).  checkpatch is taken from the
+# linux-source-6.1 tarball at run time.  Exit status: non-zero on any
+# error, warning or check.
+set -eu
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+TARBALL=${LINUX_SOURCE_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
+DIR=${BUILD:-$TOP/build}/checkpatch
+CP=$DIR/scripts/checkpatch.pl
+
+if [ ! -f "$CP" ]; then
+	mkdir -p "$DIR"
+	tar -xJf "$TARBALL" -C "$DIR" --strip-components=1 \
+		linux-source-6.1/scripts/checkpatch.pl \
+		linux-source-6.1/scripts/spelling.txt \
+		linux-source-6.1/scripts/const_structs.checkpatch
+fi
+
+bad=0
+for p in "$TOP"/drivers/patches/*.patch; do
+	# a patch is checked as a patch (stdin), as git send-email would
+	if ! out=$(perl "$CP" --no-tree --strict --terse - <"$p"); then
+		echo "$(basename "$p"): $out"
+		bad=1
+	fi
+done
+for f in "$TOP"/kernel/*.[ch] "$TOP"/drivers/*.[ch]; do
+	if ! out=$(perl "$CP" --no-tree --strict --terse -f "$f"); then
+		echo "$out"
+		bad=1
+	fi
+done
+[ $bad -eq 0 ] && echo "checkpatch --strict: clean"
+exit $bad
