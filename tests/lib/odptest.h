@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Linux-OpenIB */
+/*
+ * odptest: small helpers shared by the rxe ODP verbs tests.
+ *
+ * Every test program is a TAP (version 13) producer in the style of the
+ * kselftest harness.  It opens the rxe device named by $RXE_DEV (default
+ * rxe0), uses GID index $RXE_GID (default 1, ::ffff:127.0.0.1) and talks to
+ * itself: both ends of every QP pair live in the same process, connected
+ * over loopback with RoCEv2 global routing.
+ *
+ * Memory regions are registered through t_reg_mr(), which honours the mode
+ * switch: ODP (IBV_ACCESS_ON_DEMAND, the default) or pinned (--pinned).
+ * Waiting for a completion never hangs: t_poll() gives up after
+ * t_timeout_ms (default 10 s, $T_TIMEOUT_MS) and the case fails.
+ */
+#ifndef ODPTEST_H
+#define ODPTEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <infiniband/verbs.h>
+
+#define T_PAGE		4096UL
+#define T_KIB		1024UL
+#define T_MIB		(1024UL * 1024UL)
+#define T_GIB		(1024UL * T_MIB)
+#define T_TIB		(1024UL * T_GIB)
+#define T_GRH		40	/* UD receive buffers start with the GRH */
+
+#define T_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* All remote access rights an ODP/pinned test MR may need. */
+#define T_ACCESS_ALL	(IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | \
+			 IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC)
+
+extern bool t_odp;		/* true: ODP MRs (default); false: --pinned */
+extern bool t_verbose;		/* -v: more diagnostics */
+extern int t_timeout_ms;	/* completion wait limit */
+
+/* ---- arguments and TAP ------------------------------------------------ */
+
+/*
+ * Parse the common switches (--pinned, --odp, -v, --timeout MS, --help).
+ * Unknown arguments are an error.  Prints nothing on stdout.
+ */
+void t_init(int argc, char **argv, const char *what);
+const char *t_mode(void);	/* "odp" or "pinned" */
+
+void t_plan(int n);
+void t_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "ok N name" or "not ok N name"; returns @pass. */
+bool t_result(bool pass, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void t_skip(const char *reason, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Number of the next result line, for callers that count. */
+int t_next(void);
+/* Print totals and return the exit code: 0 iff every planned test passed. */
+int t_finish(void);
+/* Exit at once with every remaining planned test "not ok" (setup failed). */
+void t_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2),
+						  noreturn));
+
+/* ---- device, PD, QPs ---------------------------------------------------- */
+
+struct t_dev {
+	struct ibv_context *ctx;
+	struct ibv_pd *pd;
+	uint8_t port;
+	int gid_index;
+	union ibv_gid gid;
+	struct ibv_port_attr port_attr;
+	struct ibv_device_attr_ex attr;
+	char name[64];
+};
+
+int t_dev_open(struct t_dev *d);
+void t_dev_close(struct t_dev *d);
+
+/*
+ * Register @len bytes at @addr with @access, plus IBV_ACCESS_ON_DEMAND in
+ * ODP mode.  On failure prints a diagnostic (errno, mode) and returns NULL
+ * with errno preserved.
+ */
+struct ibv_mr *t_reg_mr(struct t_dev *d, void *addr, size_t len, int access);
+/* Same, always in the given mode. */
+struct ibv_mr *t_reg_mr_mode(struct t_dev *d, void *addr, size_t len,
+			     int access, bool odp);
+void t_dereg_mr(struct ibv_mr *mr);
+
+/* Two RC QPs connected to each other; qp[1] may take its receives from
+ * an SRQ.  Each QP has its own send and receive CQ. */
+struct t_rc_pair {
+	struct ibv_cq *scq[2];
+	struct ibv_cq *rcq[2];
+	struct ibv_qp *qp[2];
+};
+
+int t_rc_pair_create(struct t_dev *d, struct t_rc_pair *p,
+		     struct ibv_srq *srq1);
+void t_rc_pair_destroy(struct t_rc_pair *p);
+
+/* Two UD QPs and an address handle that points at our own GID. */
+struct t_ud_pair {
+	struct ibv_cq *scq[2];
+	struct ibv_cq *rcq[2];
+	struct ibv_qp *qp[2];
+	struct ibv_ah *ah;
+	uint32_t qkey;
+};
+
+int t_ud_pair_create(struct t_dev *d, struct t_ud_pair *p);
+void t_ud_pair_destroy(struct t_ud_pair *p);
+
+struct ibv_srq *t_srq_create(struct t_dev *d, int max_wr);
+
+/* ---- posting and polling ------------------------------------------------ */
+
+/* RDMA WRITE or READ of one SGE; always signalled. */
+int t_post_rdma(struct ibv_qp *qp, enum ibv_wr_opcode op, uint64_t wr_id,
+		void *laddr, uint32_t len, uint32_t lkey,
+		uint64_t raddr, uint32_t rkey);
+/* Same with an SGE list. */
+int t_post_rdma_sgl(struct ibv_qp *qp, enum ibv_wr_opcode op,
+		    uint64_t wr_id, struct ibv_sge *sgl, int nsge,
+		    uint64_t raddr, uint32_t rkey);
+int t_post_send(struct ibv_qp *qp, uint64_t wr_id, void *addr, uint32_t len,
+		uint32_t lkey);
+int t_post_ud_send(struct t_ud_pair *p, int from, uint64_t wr_id,
+		   void *addr, uint32_t len, uint32_t lkey);
+int t_post_recv(struct ibv_qp *qp, uint64_t wr_id, void *addr, uint32_t len,
+		uint32_t lkey);
+int t_post_srq_recv(struct ibv_srq *srq, uint64_t wr_id, void *addr,
+		    uint32_t len, uint32_t lkey);
+/* IBV_WR_ATOMIC_CMP_AND_SWP or IBV_WR_ATOMIC_FETCH_AND_ADD; the original
+ * value lands in *@result. */
+int t_post_atomic(struct ibv_qp *qp, enum ibv_wr_opcode op, uint64_t wr_id,
+		  uint64_t *result, uint32_t lkey, uint64_t raddr,
+		  uint32_t rkey, uint64_t compare_add, uint64_t swap);
+
+/*
+ * Collect @n completions from @cq into @wc (which may be NULL).  Returns
+ * the number collected; fewer than @n means the wait timed out (a
+ * diagnostic says so).
+ */
+int t_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc);
+/* Collect @n completions and require IBV_WC_SUCCESS for each. */
+bool t_wait_ok(struct ibv_cq *cq, int n, const char *what);
+/* Post one RDMA op on pair->qp[0] and wait; returns the completion
+ * status, or -1 if posting failed or the wait timed out. */
+int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
+		uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey);
+
+/* ---- memory ------------------------------------------------------------- */
+
+/* A fresh private anonymous mapping, untouched by the CPU. */
+void *t_mmap(size_t len);
+void t_munmap(void *p, size_t len);
+/* Deterministic pseudo-random bytes; every (seed, offset) differs. */
+void t_fill(void *buf, size_t len, uint64_t seed);
+uint64_t t_rand64(uint64_t *state);
+/* Index of the first differing byte, or -1. */
+ssize_t t_cmp(const void *got, const void *exp, size_t len);
+/* Compare and, on a mismatch, say where: "# WHAT: first mismatch at
+ * offset ...".  Returns true if equal. */
+bool t_check(const void *got, const void *exp, size_t len,
+	     const char *what);
+/* Same against a constant byte. */
+bool t_check_byte(const void *got, int c, size_t len, const char *what);
+
+/* /proc/meminfo field in KiB, or -1. */
+long t_meminfo_kb(const char *key);
+/* Kernel memory that registration could consume: Slab + VmallocUsed +
+ * PageTables, in KiB. */
+long t_kmem_kb(void);
+double t_now(void);	/* seconds, CLOCK_MONOTONIC */
+
+const char *t_wc_status_str(int status);
+
+#endif /* ODPTEST_H */

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0 OR Linux-OpenIB
+/*
+ * odp_migrate: pages under an ODP MR move between NUMA nodes while the
+ * device writes into them.
+ *
+ * A 64 MiB buffer ($T_MIGRATE_MB) is placed on node 0 and registered.  A
+ * writer thread streams RDMA WRITEs over the whole buffer, generation after
+ * generation; every 8-byte word carries the generation and its own offset.
+ * After each generation it checks with the CPU that the buffer holds
+ * exactly that generation (a write that went to a page the kernel had
+ * already migrated away from shows up as an older generation).  Meanwhile
+ * the main thread move_pages() the buffer to node 1, back to node 0, and so
+ * on, and after each move asks move_pages(..., nodes = NULL, ...) where the
+ * pages really are: the return value of a move proves nothing.  At the end
+ * every byte must be the last generation, and an RDMA READ must return it.
+ *
+ * With --pinned the pages are long-term pinned by the registration and
+ * cannot migrate.  The pinned run asserts exactly that: after every
+ * attempted move all pages are still on node 0 (and the data is intact,
+ * since nothing moved).  That is the contrast to ODP, where every page must
+ * reach its target node.
+ */
+#include <errno.h>
+#include <numa.h>
+#include <numaif.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "odptest.h"
+
+#define ROUNDS		4
+#define CHUNK		(256 * T_KIB)
+#define WINDOW		16
+
+static struct t_dev dev;
+static size_t len;
+static size_t npages;
+static uint64_t *buf, *src;
+static struct ibv_mr *mr, *smr;
+static struct t_rc_pair pair;
+
+static int stop;		/* main -> writer: finish one more generation */
+static unsigned int gen_done;	/* writer -> main: last complete generation */
+static unsigned int gen_bad;	/* generations found corrupt */
+static int writer_err;		/* posting or completion failure */
+
+static void fill_gen(uint64_t *p, unsigned int gen)
+{
+	size_t i, n = len / 8;
+
+	for (i = 0; i < n; i++)
+		p[i] = (uint64_t)gen << 40 | i;
+}
+
+/* Stream one generation through the buffer, WINDOW writes in flight. */
+static bool write_gen(void)
+{
+	size_t posted = 0, done = 0, nchunks = len / CHUNK;
+	struct ibv_wc wc[WINDOW];
+	int n, i;
+
+	while (done < nchunks) {
+		while (posted < nchunks && posted - done < WINDOW) {
+			size_t off = posted * CHUNK;
+
+			if (t_post_rdma(pair.qp[0], IBV_WR_RDMA_WRITE, posted,
+					(uint8_t *)src + off, CHUNK, smr->lkey,
+					(uintptr_t)buf + off, mr->rkey))
+				return false;
+			posted++;
+		}
+		n = t_poll(pair.scq[0], 1, wc);
+		if (n != 1)
+			return false;
+		for (i = 0; i < n; i++) {
+			if (wc[i].status != IBV_WC_SUCCESS) {
+				t_diag("WRITE of chunk %llu: %s",
+				       (unsigned long long)wc[i].wr_id,
+				       ibv_wc_status_str(wc[i].status));
+				return false;
+			}
+		}
+		done += n;
+	}
+	return true;
+}
+
+static void *writer(void *arg)
+{
+	unsigned int gen;
+	bool last = false;
+	char what[64];
+
+	(void)arg;
+	for (gen = 1; !last; gen++) {
+		last = __atomic_load_n(&stop, __ATOMIC_ACQUIRE);
+		fill_gen(src, gen);
+		if (!write_gen()) {
+			__atomic_store_n(&writer_err, 1, __ATOMIC_RELEASE);
+			break;
+		}
+		snprintf(what, sizeof(what), "generation %u", gen);
+		if (!t_check(buf, src, len, what))
+			__atomic_add_fetch(&gen_bad, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&gen_done, gen, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Count pages per node (according to the kernel, not to a move's status). */
+static int where(void **pages, int *status, long *on0, long *on1)
+{
+	int ost[4] = { 0 };
+	long other = 0, ocnt[4] = { 0 };
+	size_t i, first = 0;
+	int k;
+
+	if (numa_move_pages(0, npages, pages, NULL, status, 0)) {
+		t_diag("move_pages(query): %s", strerror(errno));
+		return -1;
+	}
+	*on0 = *on1 = 0;
+	for (i = 0; i < npages; i++) {
+		if (status[i] == 0) {
+			(*on0)++;
+			continue;
+		}
+		if (status[i] == 1) {
+			(*on1)++;
+			continue;
+		}
+		if (!other++)
+			first = i;
+		for (k = 0; k < 4; k++) {
+			if (!ocnt[k] || ost[k] == status[i]) {
+				ost[k] = status[i];
+				ocnt[k]++;
+				break;
+			}
+		}
+	}
+	if (!other)
+		return 0;
+	t_diag("%ld pages neither on node 0 nor 1, the first is page %zu:",
+	       other, first);
+	for (k = 0; k < 4 && ocnt[k]; k++)
+		t_diag("  %ld pages with status %d (%s)", ocnt[k], ost[k],
+		       ost[k] < 0 ? strerror(-ost[k]) : "node");
+	return 0;
+}
+
+static void wait_gen_after(unsigned int g)
+{
+	double deadline = t_now() + 120;
+
+	while (__atomic_load_n(&gen_done, __ATOMIC_ACQUIRE) <= g &&
+	       !__atomic_load_n(&writer_err, __ATOMIC_ACQUIRE) &&
+	       t_now() < deadline)
+		usleep(10000);
+}
+
+int main(int argc, char **argv)
+{
+	const char *env = getenv("T_MIGRATE_MB");
+	unsigned long mask = 1;
+	int *nodes, *status, round, ret;
+	void **pages;
+	long on0, on1;
+	pthread_t thr;
+	double t0;
+	bool ok;
+	size_t i;
+
+	t_init(argc, argv, "ODP MR pages migrate between NUMA nodes under RDMA WRITE");
+	t_plan(4 + ROUNDS);
+
+	/* Whole multiples of 4 MiB. */
+	len = (env && atoi(env) >= 4 ? (size_t)atoi(env) / 4 * 4 : 64) * T_MIB;
+	npages = len / T_PAGE;
+	if (numa_available() < 0 || numa_max_node() < 1)
+		t_bail("need NUMA nodes 0 and 1 (numa_max_node %d)",
+		       numa_available() < 0 ? -1 : numa_max_node());
+	if (t_dev_open(&dev))
+		t_bail("cannot open the RDMA device");
+
+	buf = t_mmap(len);
+	src = t_mmap(len);
+	pages = calloc(npages, sizeof(*pages));
+	nodes = calloc(npages, sizeof(*nodes));
+	status = calloc(npages, sizeof(*status));
+	if (!buf || !src || !pages || !nodes || !status)
+		t_bail("out of memory");
+	for (i = 0; i < npages; i++)
+		pages[i] = (uint8_t *)buf + i * T_PAGE;
+
+	/*
+	 * Place the buffer on node 0.  The policy stays: a VMA policy without
+	 * MPOL_F_MOF also keeps automatic NUMA balancing away from the
+	 * buffer, which would otherwise move pages on its own (and, for
+	 * pinned pages, leave transient migration entries that the page
+	 * query reports as -EFAULT).  move_pages() ignores the policy.
+	 */
+	if (mbind(buf, len, MPOL_PREFERRED, &mask, sizeof(mask) * 8, 0))
+		t_bail("mbind(node 0): %s", strerror(errno));
+	memset(buf, 0, len);
+
+	mr = t_reg_mr(&dev, buf, len, T_ACCESS_ALL);
+	smr = t_reg_mr(&dev, src, len, T_ACCESS_ALL);
+	if (!mr || !smr)
+		t_bail("cannot register %s MRs", t_mode());
+	if (t_rc_pair_create(&dev, &pair, NULL))
+		t_bail("cannot create a QP pair");
+
+	ok = !where(pages, status, &on0, &on1);
+	t_diag("%zu pages: %ld on node 0, %ld on node 1", npages, on0, on1);
+	t_result(ok && on0 == (long)npages,
+		 "%zu MiB buffer placed on node 0 and registered %s",
+		 len / T_MIB, t_mode());
+
+	if (pthread_create(&thr, NULL, writer, NULL))
+		t_bail("pthread_create");
+	/* Let the first generation land, so the device has mapped it all. */
+	wait_gen_after(0);
+
+	for (round = 1; round <= ROUNDS; round++) {
+		int target = round & 1;
+		unsigned int g = __atomic_load_n(&gen_done, __ATOMIC_ACQUIRE);
+
+		for (i = 0; i < npages; i++)
+			nodes[i] = target;
+		t0 = t_now();
+		ret = numa_move_pages(0, npages, pages, nodes, status,
+				      MPOL_MF_MOVE);
+		t_diag("move %d to node %d: move_pages returned %d%s%s in %.3f s",
+		       round, target, ret, ret < 0 ? ": " : "",
+		       ret < 0 ? strerror(errno) : "", t_now() - t0);
+		ok = !where(pages, status, &on0, &on1);
+		t_diag("move %d: %ld pages on node 0, %ld on node 1 (generation %u done)",
+		       round, on0, on1, g);
+		if (t_odp)
+			t_result(ok && (target ? on1 : on0) == (long)npages,
+				 "move %d: all %zu pages are on node %d while WRITEs stream in",
+				 round, npages, target);
+		else
+			t_result(ok && on0 == (long)npages,
+				 "pinned contrast: move %d to node %d: all %zu pinned pages stay on node 0",
+				 round, target, npages);
+		/* The device writes a whole generation into the new pages. */
+		wait_gen_after(g + 1);
+	}
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	pthread_join(thr, NULL);
+
+	t_result(!writer_err && gen_done > ROUNDS && !gen_bad,
+		 "%u generations of WRITEs all completed and were intact (%u corrupt)",
+		 gen_done, gen_bad);
+	/* src holds the last generation. */
+	t_result(!writer_err && t_check(buf, src, len, "final buffer"),
+		 "every byte is the last generation after the moves");
+
+	/* The device reads the (moved) pages back, 4 MiB per READ. */
+	memset(src, 0, len);
+	ok = !writer_err;
+	for (i = 0; ok && i < len; i += 4 * T_MIB) {
+		ret = t_rdma_sync(&pair, IBV_WR_RDMA_READ, (uint8_t *)src + i,
+				  4 * T_MIB, smr->lkey, (uintptr_t)buf + i,
+				  mr->rkey);
+		if (ret)
+			t_diag("READ back at offset %zu: %s", i,
+			       t_wc_status_str(ret));
+		ok = ret == IBV_WC_SUCCESS;
+	}
+	ok = t_check(src, buf, len, "READ back") && ok;
+	t_result(ok, "RDMA READ of the whole buffer returns the last generation");
+
+	t_rc_pair_destroy(&pair);
+	t_dereg_mr(mr);
+	t_dereg_mr(smr);
+	t_dev_close(&dev);
+	return t_finish();
+}
