@@ -105,6 +105,12 @@ void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 	fault->state = RXE_ODP_FAULT_IDLE;
 }
 
+/* Forget a failed fault; called when the QP is reset. */
+void rxe_odp_fault_reset(struct rxe_odp_fault *fault)
+{
+	cmpxchg(&fault->state, RXE_ODP_FAULT_FAILED, RXE_ODP_FAULT_IDLE);
+}
+
 /*
  * The data path found no usable translation for [addr, addr + length).
  * Return -EAGAIN after queueing (or while waiting for) a fault, or the
@@ -196,9 +202,9 @@ int rxe_odp_mr_copy(struct rxe_mr *mr, u64 iova, void *addr, int length,
 }
 
 /*
- * Execute an 8-byte atomic on an ODP MR.  The machine-level atomic keeps it
- * atomic against the CPU and other responders alike.  Return: 0, -EAGAIN,
- * -EFAULT, or -EINVAL for a misaligned address.
+ * Execute an 8-byte atomic on an ODP MR, under the mirror's lock so that
+ * the page cannot go away meanwhile.  Return: 0, -EAGAIN, -EFAULT, or
+ * -EINVAL for a misaligned address.
  */
 int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
 		      u64 compare, u64 swap_add, u64 *orig,
@@ -223,10 +229,7 @@ int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
 	}
 
 	p = kmap_local_page(page) + offset_in_page(va);
-	if (cmp_swap)
-		*orig = cmpxchg64(p, compare, swap_add);
-	else
-		*orig = atomic64_fetch_add(swap_add, (atomic64_t *)p);
+	*orig = rxe_atomic_op(p, cmp_swap, compare, swap_add);
 	kunmap_local(p);
 
 	odp_mirror_unlock(mr->odp, flags);

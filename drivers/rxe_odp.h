@@ -54,6 +54,7 @@ void rxe_odp_init_device_caps(struct rxe_dev *rxe);
 
 void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 			struct rxe_task *task);
+void rxe_odp_fault_reset(struct rxe_odp_fault *fault);
 
 int rxe_odp_mr_init(struct rxe_mr *mr, u64 start, u64 length);
 void rxe_odp_mr_cleanup(struct rxe_mr *mr);

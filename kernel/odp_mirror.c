@@ -8,6 +8,7 @@
 #include <linux/highmem.h>
 #include <linux/hmm.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 
@@ -96,9 +97,8 @@ static unsigned long odp_mirror_clear(struct odp_mirror *mirror,
  * no entry in the window exists and none can be installed until the
  * invalidation ends.
  *
- * Pages written by the device were write-faulted, so their PTEs are dirty
- * and the core mm transfers that to the page when it unmaps or cleans it;
- * nothing has to be dirtied here.
+ * Pages the device may write were dirtied when write was granted
+ * (odp_mirror_dirty_pages()), so nothing has to be dirtied here.
  */
 static bool odp_mirror_invalidate(struct mmu_interval_notifier *mni,
 				  const struct mmu_notifier_range *range,
@@ -178,6 +178,35 @@ void odp_mirror_fini(struct odp_mirror *mirror)
 }
 
 /*
+ * Mark dirty every page that the device is about to be allowed to write.
+ * A write fault does not always leave a dirty PTE behind: hmm does not
+ * fault a PTE that is already writable, and shmem maps pages writable but
+ * clean on read faults.  Every later clean transition of the page
+ * (writeback, MADV_FREE, swap-out) invalidates the entry first, so data
+ * the device writes through it is never dropped as clean.  Done before the
+ * lock is taken: dirtying a file page takes locks that softirq-safe locks
+ * must not nest.  A page freed meanwhile is skipped; read_retry then fails.
+ */
+static void odp_mirror_dirty_pages(struct hmm_range *range)
+{
+	unsigned long i, npages = (range->end - range->start) >> PAGE_SHIFT;
+
+	for (i = 0; i < npages; i++) {
+		struct folio *folio;
+
+		if (!(range->hmm_pfns[i] & HMM_PFN_WRITE))
+			continue;
+		folio = page_folio(hmm_pfn_to_page(range->hmm_pfns[i]));
+		if (!folio_try_get(folio))
+			continue;
+		folio_lock(folio);
+		folio_mark_dirty(folio);
+		folio_unlock(folio);
+		folio_put(folio);
+	}
+}
+
+/*
  * Fault one batch that lies inside one leaf and install it.  Retries as long
  * as invalidations race with it, like any mmu_interval_notifier user.
  */
@@ -210,6 +239,9 @@ static int odp_mirror_fault_batch(struct odp_mirror *mirror,
 		if (ret)
 			return ret;
 
+		if (range->default_flags & HMM_PFN_REQ_WRITE)
+			odp_mirror_dirty_pages(range);
+
 		flags = odp_mirror_lock(mirror);
 		if (!mmu_interval_read_retry(&mirror->notifier,
 					     range->notifier_seq))
@@ -221,17 +253,22 @@ static int odp_mirror_fault_batch(struct odp_mirror *mirror,
 	pgidx &= ODP_MIRROR_LEAF_ENTRIES - 1;
 	for (i = 0; i < npages; i++) {
 		unsigned long pfn = range->hmm_pfns[i];
+		unsigned long old = leaf->entry[pgidx + i];
 		unsigned long entry;
 
 		/*
-		 * Grant write only when it was asked for: a write fault made
-		 * the PTE writable and dirty, so data the device writes is
-		 * never lost to reclaim or writeback.
+		 * Grant write only to a write fault, which dirtied the page.
+		 * A read fault that finds the same page keeps the write right
+		 * an earlier write fault gave it: no invalidation ran since
+		 * (read_retry), so it still holds.
 		 */
 		entry = (unsigned long)hmm_pfn_to_page(pfn) | ODP_MIRROR_READ;
 		if ((range->default_flags & HMM_PFN_REQ_WRITE) &&
 		    (pfn & HMM_PFN_WRITE))
 			entry |= ODP_MIRROR_WRITE;
+		else if ((old & ~ODP_MIRROR_ACCESS_MASK) ==
+			 (entry & ~ODP_MIRROR_ACCESS_MASK))
+			entry |= old & ODP_MIRROR_WRITE;
 		leaf->entry[pgidx + i] = entry;
 	}
 	mirror->stats.faults++;
