@@ -1,0 +1,134 @@
+#!/bin/bash
+# Host side of `make check`: boot one test guest (tests/vm/run-vm.sh),
+# run tests/guest/run-all.sh in it and print its TAP stream as it arrives,
+# followed by host-side results:
+#   vm: guest loaded rdma_rxe and set up rxe0
+#   vm: guest finished before the timeout
+#   vm: kernel log clean        (no WARNING/BUG/Oops/lockdep/KASAN/... line
+#                                in the guest's dmesg or console; the lines
+#                                are printed as diagnostics)
+# The LAST line of output is the closing line
+#   N passed, N failed, N skipped
+# ("not ok ... # TODO" known failures count as skipped).  Exit status is
+# non-zero when anything failed.
+#
+# Usage:
+#   tests/vm/check.sh --kver KVER --module PATH.ko --out DIR
+#                     [--stock] [--timeout SEC] [--quiet]
+#   --stock       test the distribution's rdma_rxe (baseline numbers)
+#   --timeout     guest time limit in seconds (default 1800)
+#   --quiet       print only failures, the host results and the summary
+# Environment: TESTS and TEST_TIMEOUT select scripts / set their time limit
+# (see tests/guest/run-all.sh); RDMA_CORE_TESTS picks rdma-core tests (see
+# tests/guest/90-rdma-core.sh).  E.g. only the module checks and the
+# rdma-core ODP tests:
+#   TESTS="module rdma-core" RDMA_CORE_TESTS=test_odp make check
+#
+# Artifacts in DIR: tap.txt (this output), output.log (guest stream),
+# console.log, dmesg.log, setup.log, log-issues.txt, status.
+set -euo pipefail
+
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+KVER="" MODULE="" OUT="" STOCK=() TIMEOUT=1800 QUIET=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--kver) KVER=${2:?}; shift 2 ;;
+	--module) MODULE=${2:?}; shift 2 ;;
+	--out) OUT=${2:?}; shift 2 ;;
+	--stock) STOCK=(--stock); shift ;;
+	--timeout) TIMEOUT=${2:?}; shift 2 ;;
+	--quiet) QUIET=1; shift ;;
+	*) echo "check: usage: check.sh --kver KVER --module PATH.ko --out DIR [--stock] [--timeout SEC] [--quiet]" >&2; exit 64 ;;
+	esac
+done
+if [ -z "$KVER" ] || [ -z "$MODULE" ] || [ -z "$OUT" ]; then
+	echo "check: --kver, --module and --out are required" >&2; exit 64
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+TAPF=$OUT/tap.txt
+: >"$TAPF"
+
+n=0 passed=0 failed=0 skipped=0 known=0
+out() { printf '%s\n' "$1" >>"$TAPF"; [ "$QUIET" = 1 ] && [ "${2:-}" != always ] || printf '%s\n' "$1"; }
+count() {	# count LINE: tally one TAP result line (builtins only)
+	local l=$1 dir=""
+	[[ $l =~ [[:space:]]#[[:space:]]*([A-Za-z]{4}) ]] && dir=${BASH_REMATCH[1]^^}
+	case "$l" in
+	"not ok"*) if [ "$dir" = TODO ]; then skipped=$((skipped + 1)); known=$((known + 1)); else failed=$((failed + 1)); fi ;;
+	ok*) if [ "$dir" = SKIP ]; then skipped=$((skipped + 1)); else passed=$((passed + 1)); fi ;;
+	esac
+}
+host_result() {	# host_result ok|notok DESCRIPTION
+	n=$((n + 1))
+	local l="ok $n $2"
+	[ "$1" = ok ] || l="not ok $n $2"
+	count "$l"
+	out "$l" always
+}
+
+out "TAP version 13" always
+t0=$(date +%s)
+# run-vm.sh prints the guest's output.log as it grows on stdout and its own
+# messages on stderr: both become part of the stream (the latter as
+# diagnostics).  Its verdict is read back from DIR/status below.
+while IFS= read -r line; do
+	case "$line" in
+	"TAP version"*|1..[0-9]*) ;;	# ours are printed instead
+	ok*|"not ok"*)
+		n=$((n + 1))
+		count "$line"
+		case "$line" in "not ok"*) out "$line" always ;; *) out "$line" ;; esac ;;
+	\#*) out "$line" ;;
+	*[0-9]" passed, "*[0-9]" failed, "*[0-9]" skipped") out "# guest: $line" ;;
+	"") ;;
+	*) out "# $line" ;;
+	esac
+done < <("$TOP/tests/vm/run-vm.sh" --kver "$KVER" --module "$MODULE" \
+	--out "$OUT" --timeout "$TIMEOUT" --brief "${STOCK[@]+"${STOCK[@]}"}" -- tests/guest/run-all.sh 2>&1 || true)
+secs=$(( $(date +%s) - t0 ))
+
+status() { sed -n "s/^$1=//p" "$OUT/status" 2>/dev/null; }
+rc=$(status rc) timed_out=$(status timed_out) setup_ok=$(status setup_ok)
+
+if [ "$setup_ok" = 1 ]; then
+	host_result ok "vm: guest loaded rdma_rxe and set up rxe0"
+else
+	host_result notok "vm: guest loaded rdma_rxe and set up rxe0"
+	tail -n 20 "$OUT/setup.log" 2>/dev/null | sed 's/^/#   /' | while IFS= read -r l; do out "$l" always; done
+fi
+
+if [ "$timed_out" = 0 ] && [ -n "$rc" ]; then
+	host_result ok "vm: guest finished before the timeout (${secs}s of ${TIMEOUT}s)"
+else
+	if [ "$timed_out" = 1 ]; then
+		host_result notok "vm: guest finished before the timeout (killed after ${TIMEOUT}s)"
+	else
+		host_result notok "vm: guest finished before the timeout (guest died, no result)"
+	fi
+	out "#   last 50 lines of $OUT/console.log:" always
+	tail -n 50 "$OUT/console.log" 2>/dev/null | sed 's/^/#   | /' | while IFS= read -r l; do out "$l" always; done
+fi
+
+if [ -s "$OUT/log-issues.txt" ] || [ ! -f "$OUT/status" ]; then
+	host_result notok "vm: kernel log clean"
+	head -n 60 "$OUT/log-issues.txt" 2>/dev/null | sed 's/^/#   /' | while IFS= read -r l; do out "$l" always; done
+elif [ ! -s "$OUT/dmesg.log" ]; then
+	host_result notok "vm: kernel log clean (no dmesg.log saved; console.log only)"
+else
+	host_result ok "vm: kernel log clean"
+fi
+
+# run-all.sh failing without a failed test line means its stream broke.
+if [ -n "$rc" ] && [ "$rc" != 0 ] && [ "$failed" = 0 ]; then
+	host_result notok "vm: run-all.sh exited with status $rc but reported no failure"
+fi
+
+out "1..$n" always
+[ "$known" = 0 ] || out "# $known known failure(s) (not ok ... # TODO) are counted as skipped" always
+for f in tap.txt output.log console.log dmesg.log setup.log log-issues.txt; do
+	[ -s "$OUT/$f" ] && out "# artifact: $OUT/$f" always
+done
+out "# check: ${secs}s" always
+out "$passed passed, $failed failed, $skipped skipped" always
+[ "$failed" = 0 ]

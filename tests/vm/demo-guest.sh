@@ -1,0 +1,91 @@
+#!/bin/bash
+# Guest half of `make demo` (started by tests/vm/demo.sh through run-vm.sh):
+# ib_write_bw (perftest) over rxe0 on the guest's loopback, once per MR
+# mode (pinned, --odp) and message size, server and client in the guest.
+#
+# Writes one tab-separated row per run to $RXE_OUT/demo-results.tsv:
+#   mode  size  bw_MBps  status      (status "ok" or "failed: <reason>")
+# and keeps each run's logs as $RXE_OUT/demo-<mode>-<size>-{server,client}.log.
+#
+# Environment: DEMO_SIZES (default "65536"), DEMO_DURATION seconds per run
+# (default 5), DEMO_MODES (default "pinned odp"), RXE_DEV, RXE_GID.
+set -eu
+
+DEV=${RXE_DEV:-rxe0}
+GID=${RXE_GID:-1}
+OUT=${RXE_OUT:?RXE_OUT must name the results directory}
+SIZES=${DEMO_SIZES:-65536}
+DURATION=${DEMO_DURATION:-5}
+MODES=${DEMO_MODES:-pinned odp}
+RES=$OUT/demo-results.tsv
+# A run must finish within this even if a peer hangs (setup is slow under TCG).
+LIMIT=$((DURATION + 60))
+
+: >"$RES"
+port=18515
+server_pid=""
+cleanup() { [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+
+listening() {	# listening PORT: is a TCP listener on PORT?
+	ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+
+reason_of() {	# reason_of LOG...: the first two distinct error lines of a run
+	local r
+	r=$(cat "$@" 2>/dev/null | sed 's/^[[:space:]]*//; s/[.[:space:]]*$//' |
+		grep -iE "not supported|couldn't|could not|unable|failed|error|invalid|timed out|denied" |
+		awk '!seen[tolower($0)]++' | head -n 2 | paste -sd ';' - | sed 's/;/; /g')
+	[ -n "$r" ] || r=$(cat "$@" 2>/dev/null | grep -v '^[[:space:]]*$' | tail -n 1 | sed 's/^[[:space:]]*//')
+	echo "${r:-no output}" | tr '\t' ' ' | cut -c1-120
+}
+
+for size in $SIZES; do
+	for mode in $MODES; do
+		port=$((port + 1))
+		extra=()
+		[ "$mode" = odp ] && extra=(--odp)
+		slog=$OUT/demo-$mode-$size-server.log
+		clog=$OUT/demo-$mode-$size-client.log
+		args=(-d "$DEV" -x "$GID" -s "$size" -D "$DURATION" -F -p "$port" "${extra[@]+"${extra[@]}"}")
+		echo "demo: $mode, $size bytes: ib_write_bw ${args[*]}"
+
+		timeout -k 5 "$LIMIT" ib_write_bw "${args[@]}" >"$slog" 2>&1 &
+		server_pid=$!
+		# Wait (bounded) for the server's TCP rendezvous port.
+		for _ in $(seq 1 40); do
+			listening "$port" && break
+			kill -0 "$server_pid" 2>/dev/null || break
+			sleep 0.25
+		done
+		crc=0
+		if listening "$port"; then
+			timeout -k 5 "$LIMIT" ib_write_bw "${args[@]}" 127.0.0.1 >"$clog" 2>&1 || crc=$?
+		else
+			echo "server did not start listening on port $port" >"$clog"
+			crc=1
+		fi
+		# The server exits by itself after a good run; never leave it behind.
+		src=0
+		if [ "$crc" = 0 ]; then
+			wait "$server_pid" || src=$?
+		else
+			kill "$server_pid" 2>/dev/null || true
+			wait "$server_pid" 2>/dev/null || src=$?
+		fi
+		server_pid=""
+
+		# Result line: "#bytes #iterations BW-peak BW-average MsgRate".
+		bw=$(awk -v s="$size" '$1 == s && NF >= 5 { print $4 }' "$clog" | tail -n 1)
+		if [ "$crc" = 0 ] && [ -n "$bw" ]; then
+			status=ok
+		elif [ "$crc" = 124 ] || [ "$crc" = 137 ]; then
+			bw="-" status="failed: client timed out after ${LIMIT}s"
+		else
+			bw="-" status="failed: $(reason_of "$clog" "$slog")"
+		fi
+		[ "$status" != ok ] || [ "$src" = 0 ] || status="ok (server exit $src)"
+		printf '%s\t%s\t%s\t%s\n' "$mode" "$size" "$bw" "$status" >>"$RES"
+		echo "demo: $mode, $size bytes: $bw MB/s, $status"
+	done
+done

@@ -1,0 +1,155 @@
+#!/bin/bash
+# PID 1 of the test guest, started by run-vm.sh's initramfs after
+# switch_root into the host's / (read-only 9p + tmpfs overlay).
+#
+# 1. mount the usual pseudo file systems and the writable results share
+#    (9p tag "out") at the same path as on the host (rxeodp_out=);
+# 2. bring up lo, a 1 GiB zram swap, hugetlbfs;
+# 3. load rdma_rxe: ours with insmod (RXE_MODULE), or the stock one with
+#    modprobe (RXE_STOCK=1), and record which one is loaded;
+# 4. rdma link add rxe0 over lo, open /dev/infiniband to everybody;
+# 5. run the job's CMD (cwd = repo top), tee its output to output.log and
+#    the console, store its status in rc, save dmesg, power off.
+#
+# Every step is logged to setup.log in the results directory; the file
+# guest-status says setup=ok once rxe0 is usable.  Not meant to be run by
+# hand: see run-vm.sh.
+set -eu
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8 TERM=dumb
+BUSYBOX=$(command -v busybox)
+
+mountpoint -q /proc || mount -t proc proc /proc
+OUT="" TOP=""
+# shellcheck disable=SC2013  # word splitting is what we want here
+for a in $(cat /proc/cmdline); do
+	case "$a" in
+	rxeodp_out=*) OUT=${a#rxeodp_out=} ;;
+	rxeodp_top=*) TOP=${a#rxeodp_top=} ;;
+	esac
+done
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /dev/hugepages
+# udev is not running: make the links bash's <(...) and friends need.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -p /run/lock
+
+SETUP_LOG=/dev/null
+# Builtins only: every exec is slow under TCG.
+log() { echo "guest-init: $*" >>"$SETUP_LOG"; echo "guest-init: $*" >/dev/console; }
+
+# shellcheck disable=SC2317  # called through the EXIT trap
+finish() {
+	local rc=$?
+	trap - EXIT
+	set +e
+	if [ -n "$OUT" ] && mountpoint -q "$OUT"; then
+		[ -f "$OUT/rc" ] || { echo 125 >"$OUT/rc"; log "setup failed (status $rc)"; }
+		dmesg >"$OUT/dmesg.log" 2>&1
+		sync
+	fi
+	echo "guest-init: powering off" >/dev/console
+	"$BUSYBOX" poweroff -f
+	echo o >/proc/sysrq-trigger
+	sleep 60
+}
+trap finish EXIT
+
+[ -n "$OUT" ] && [ -n "$TOP" ] || { echo "guest-init: rxeodp_out=/rxeodp_top= missing" >/dev/console; exit 1; }
+mkdir -p "$OUT"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "$OUT"
+SETUP_LOG=$OUT/setup.log
+: >"$SETUP_LOG"
+# shellcheck disable=SC1091
+. "$OUT/job.sh"
+log "kernel $(uname -r), $(nproc) CPUs, NUMA nodes $(cat /sys/devices/system/node/online), $(sed -n 's/MemTotal: *//p' /proc/meminfo)"
+
+hostname rxe-vm 2>/dev/null || true
+ip link set lo up
+
+# Swap on zram so that tests can push pages out (ODP must cope).
+if modprobe zram num_devices=1 2>>"$SETUP_LOG"; then
+	echo 1G >/sys/block/zram0/disksize
+	mkswap /dev/zram0 >/dev/null
+	swapon /dev/zram0
+	log "zram swap: $(grep zram0 /proc/swaps | awk '{print $3}') KiB"
+else
+	log "zram unavailable, no swap"
+fi
+mount -t hugetlbfs hugetlbfs /dev/hugepages
+log "huge pages: $(cat /proc/sys/vm/nr_hugepages)"
+
+# RDMA core modules first (rdma_ucm for librdmacm, ib_umad for the
+# diagnostics tools), then rdma_rxe's own dependencies.
+modprobe -a ib_core ib_uverbs ib_umad rdma_cm rdma_ucm udp_tunnel ip6_udp_tunnel 2>&1 | tee -a "$SETUP_LOG"
+if [ "$RXE_STOCK" = 1 ]; then
+	modprobe rdma_rxe
+	want=$(modinfo -F filename rdma_rxe)
+	log "loaded the stock rdma_rxe ($want)"
+else
+	deps=$(modinfo -F depends "$RXE_MODULE")
+	# shellcheck disable=SC2086  # one word per module
+	[ -z "$deps" ] || modprobe -a ${deps//,/ }
+	insmod "$RXE_MODULE"
+	want=$RXE_MODULE
+	log "insmod $RXE_MODULE"
+fi
+
+# Which module is loaded?  srcversion when the kernel exposes it (it
+# does not for rxe on Debian: no MODULE_VERSION, no SRCVERSION_ALL),
+# else the GNU build-id of the loaded image against the file's.
+build_id_sys() {
+	# raw ELF note: namesz(4) descsz(4) type(4) "GNU\0" then the id
+	od -An -tx1 -v -j16 /sys/module/rdma_rxe/notes/.note.gnu.build-id 2>/dev/null | tr -d ' \n'
+}
+build_id_file() {
+	readelf -n "$1" 2>/dev/null | sed -n 's/.*Build ID: *//p' | head -n 1
+}
+{
+	echo "module_file=$want"
+	echo "srcversion_loaded=$(cat /sys/module/rdma_rxe/srcversion 2>/dev/null || true)"
+	echo "srcversion_file=$(modinfo -F srcversion "$want" 2>/dev/null || true)"
+	echo "build_id_loaded=$(build_id_sys)"
+	echo "build_id_file=$(build_id_file "$want")"
+	echo "taint=$(cat /sys/module/rdma_rxe/taint 2>/dev/null || true)"
+	if [ -r /sys/module/rdma_rxe/parameters/odp ]; then
+		echo "odp_param=$(cat /sys/module/rdma_rxe/parameters/odp)"
+	else
+		echo "odp_param="
+	fi
+} >"$OUT/module-id"
+sed 's/^/guest-init: /' "$OUT/module-id" | tee -a "$SETUP_LOG" >/dev/console
+grep -q '^build_id_loaded=[0-9a-f]\{8,\}$' "$OUT/module-id" || { log "cannot read the loaded module's build id"; exit 1; }
+[ "$(sed -n 's/^build_id_loaded=//p' "$OUT/module-id")" = "$(sed -n 's/^build_id_file=//p' "$OUT/module-id")" ] ||
+	{ log "loaded rdma_rxe is not $want"; exit 1; }
+
+rdma link add rxe0 type rxe netdev lo
+# The port turns ACTIVE once lo is up; give it a moment.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+	[ "$(cat /sys/class/infiniband/rxe0/ports/1/state 2>/dev/null)" = "4: ACTIVE" ] && break
+	sleep 0.5
+done
+log "rxe0: $(cat /sys/class/infiniband/rxe0/ports/1/state), gid1 $(cat /sys/class/infiniband/rxe0/ports/1/gids/1)"
+chmod 666 /dev/infiniband/*
+echo "setup=ok" >"$OUT/guest-status"
+
+# ---------------------------------------------------------------------------
+ulimit -l unlimited
+ulimit -c 0
+cd "$TOP"
+log "running: ${CMD[*]}"
+set +e
+"${CMD[@]}" </dev/null 2>&1 | tee "$OUT/output.log"
+rc=${PIPESTATUS[0]}
+set -e
+echo "$rc" >"$OUT/rc"
+log "command exited with status $rc"
+exit 0
