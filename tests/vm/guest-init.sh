@@ -38,7 +38,6 @@ mkdir -p /dev/pts /dev/shm /dev/hugepages
 [ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/lock
 
@@ -52,7 +51,12 @@ finish() {
 	trap - EXIT
 	set +e
 	if [ -n "$OUT" ] && mountpoint -q "$OUT"; then
-		[ -f "$OUT/rc" ] || { echo 125 >"$OUT/rc"; log "setup failed (status $rc)"; }
+		if [ ! -f "$OUT/rc" ]; then
+			echo 125 >"$OUT/rc"
+			log "setup failed (status $rc)"
+			# stderr went to setup.log only: show it on the console too
+			cat "$SETUP_LOG" >/dev/console
+		fi
 		dmesg >"$OUT/dmesg.log" 2>&1
 		sync
 	fi
@@ -68,8 +72,19 @@ mkdir -p "$OUT"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "$OUT"
 SETUP_LOG=$OUT/setup.log
 : >"$SETUP_LOG"
+# Until the command runs, error messages go to setup.log (the host shows it
+# when setup fails).
+exec 3>&2 2>>"$SETUP_LOG"
 # shellcheck disable=SC1091
 . "$OUT/job.sh"
+
+# A fresh tmpfs on /tmp, unless what we need lives in the host's /tmp (a
+# clone under /tmp, say): then the overlay's /tmp, which shows the host's
+# files and keeps writes in the guest's memory all the same.
+case " $TOP/ $OUT/ $RXE_MODULE $RXE_ODP_BUILD/ " in
+*" /tmp/"*) log "host paths under /tmp: keeping the host's /tmp (read-only below a tmpfs overlay)" ;;
+*) mount -t tmpfs -o mode=1777 tmpfs /tmp ;;
+esac
 log "kernel $(uname -r), $(nproc) CPUs, NUMA nodes $(cat /sys/devices/system/node/online), $(sed -n 's/MemTotal: *//p' /proc/meminfo)"
 
 hostname rxe-vm 2>/dev/null || true
@@ -146,6 +161,7 @@ ulimit -l unlimited
 ulimit -c 0
 cd "$TOP"
 log "running: ${CMD[*]}"
+exec 2>&3 3>&-
 set +e
 "${CMD[@]}" </dev/null 2>&1 | tee "$OUT/output.log"
 rc=${PIPESTATUS[0]}
