@@ -7,6 +7,7 @@
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <rdma/restrack.h>
 
 #include "rxe.h"
 #include "rxe_loc.h"
@@ -17,11 +18,24 @@ module_param(odp, bool, 0444);
 MODULE_PARM_DESC(odp, "Support On-Demand Paging memory regions (default: true)");
 
 /*
- * A miss faults at least this much ahead of the address that missed (within
- * the MR), so that streaming into cold memory takes one fault per window
- * rather than one per packet.
+ * A miss faults the rest of the access it belongs to (the rest of the
+ * message within the MR), up to this much at a time, so that streaming
+ * into cold memory takes one fault per window rather than one per packet.
  */
-#define RXE_ODP_FAULT_AHEAD	SZ_64K
+#define RXE_ODP_FAULT_WINDOW	SZ_2M
+
+/* An ODP MR: the mirror of its range and what rxe counts about it. */
+struct rxe_odp_mr {
+	struct odp_mirror	mirror;
+	struct rxe_dev		*rxe;
+	atomic64_t		page_faults;	/* pages faulted for traffic */
+	atomic64_t		page_prefetch;	/* pages prefetched */
+};
+
+static inline struct rxe_odp_mr *to_odp_mr(struct rxe_mr *mr)
+{
+	return container_of(mr->odp, struct rxe_odp_mr, mirror);
+}
 
 static struct workqueue_struct *rxe_odp_wq;
 
@@ -45,7 +59,7 @@ void rxe_odp_init_device_caps(struct rxe_dev *rxe)
 		return;
 
 	rxe->attr.kernel_cap_flags |= IBK_ON_DEMAND_PAGING;
-	caps->general_caps = IB_ODP_SUPPORT;
+	caps->general_caps = IB_ODP_SUPPORT | IB_ODP_SUPPORT_IMPLICIT;
 	caps->per_transport_caps.rc_odp_caps = IB_ODP_SUPPORT_SEND |
 					       IB_ODP_SUPPORT_RECV |
 					       IB_ODP_SUPPORT_WRITE |
@@ -56,32 +70,47 @@ void rxe_odp_init_device_caps(struct rxe_dev *rxe)
 					       IB_ODP_SUPPORT_RECV;
 }
 
+static inline void rxe_odp_count(struct rxe_dev *rxe, enum rxe_counters idx,
+				 s64 n)
+{
+	atomic64_add(n, &rxe->stats_counters[idx]);
+}
+
 static void rxe_odp_fault_work(struct work_struct *work)
 {
 	struct rxe_odp_fault *fault =
 		container_of(work, struct rxe_odp_fault, work);
 	struct rxe_mr *mr = fault->mr;
+	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
 	struct rxe_qp *qp = fault->qp;
-	u64 end = mr->odp->end;
-	u64 ahead = min_t(u64, end - fault->addr,
-			  max_t(u64, fault->length, RXE_ODP_FAULT_AHEAD));
-	int err, state;
+	u64 window = min_t(u64, mr->odp->end - fault->addr,
+			   clamp_t(u64, fault->ahead, fault->length,
+				   RXE_ODP_FAULT_WINDOW));
+	long ret;
+	int state;
 
 	/*
-	 * Fault the window ahead; if part of it is not accessible, fall back
-	 * to exactly what the data path needs, which decides the outcome.
+	 * Fault the window; if part of it is not accessible, fall back to
+	 * exactly what the data path needs, which decides the outcome.
 	 */
-	err = odp_mirror_fault(mr->odp, fault->addr, ahead, fault->access);
-	if (err && ahead > fault->length)
-		err = odp_mirror_fault(mr->odp, fault->addr, fault->length,
+	ret = odp_mirror_fault(mr->odp, fault->addr, window, fault->access);
+	if (ret < 0 && window > fault->length)
+		ret = odp_mirror_fault(mr->odp, fault->addr, fault->length,
 				       fault->access);
+	if (ret > 0) {
+		atomic64_add(ret, &odp_mr->page_faults);
+		rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS, ret);
+	}
+	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAITS, 1);
+	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US,
+		      ktime_us_delta(ktime_get(), fault->start));
 
 	fault->mr = NULL;
 	rxe_put(mr);
 
 	/* on -EBUSY the data path misses again and asks for a new fault */
 	state = RXE_ODP_FAULT_IDLE;
-	if (err && err != -EBUSY) {
+	if (ret < 0 && ret != -EBUSY) {
 		fault->err = -EFAULT;
 		state = RXE_ODP_FAULT_FAILED;
 	}
@@ -140,39 +169,64 @@ static int rxe_odp_miss(struct rxe_odp_fault *fault, struct rxe_mr *mr,
 	fault->addr = addr;
 	fault->length = length;
 	fault->access = access;
+	fault->start = ktime_get();
 	fault->state = RXE_ODP_FAULT_PENDING;
 	queue_work(rxe_odp_wq, &fault->work);
 	return -EAGAIN;
 }
 
-/* Called from rxe_mr_init_user() for IB_ACCESS_ON_DEMAND registrations. */
+static void rxe_odp_invalidated(struct odp_mirror *mirror,
+				unsigned long npages)
+{
+	struct rxe_odp_mr *odp_mr =
+		container_of(mirror, struct rxe_odp_mr, mirror);
+
+	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_INVALIDATIONS, npages);
+}
+
+static const struct odp_mirror_ops rxe_odp_mirror_ops = {
+	.invalidated = rxe_odp_invalidated,
+};
+
+/*
+ * Called from rxe_mr_init_user() for IB_ACCESS_ON_DEMAND registrations.
+ * ibv_reg_mr(pd, NULL, SIZE_MAX, ...) asks for an implicit MR: the whole
+ * address space, with iova equal to the address.
+ */
 int rxe_odp_mr_init(struct rxe_mr *mr, u64 start, u64 length)
 {
-	struct odp_mirror *mirror;
+	struct rxe_odp_mr *odp_mr;
 	int err;
 
 	if (!odp)
 		return -EOPNOTSUPP;
 
-	mirror = kzalloc(sizeof(*mirror), GFP_KERNEL_ACCOUNT);
-	if (!mirror)
-		return -ENOMEM;
+	if (!start && length == U64_MAX)
+		length = TASK_SIZE;
 
-	err = odp_mirror_init(mirror, current->mm, start, length);
+	odp_mr = kzalloc(sizeof(*odp_mr), GFP_KERNEL_ACCOUNT);
+	if (!odp_mr)
+		return -ENOMEM;
+	odp_mr->rxe = to_rdev(mr->ibmr.pd->device);
+
+	err = odp_mirror_init(&odp_mr->mirror, current->mm, start, length,
+			      &rxe_odp_mirror_ops);
 	if (err) {
-		kfree(mirror);
+		kfree(odp_mr);
 		return err;
 	}
 
-	mr->odp = mirror;
+	mr->odp = &odp_mr->mirror;
 	mr->odp_va = start;
 	return 0;
 }
 
 void rxe_odp_mr_cleanup(struct rxe_mr *mr)
 {
-	odp_mirror_fini(mr->odp);
-	kfree(mr->odp);
+	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
+
+	odp_mirror_fini(&odp_mr->mirror);
+	kfree(odp_mr);
 	mr->odp = NULL;
 }
 
@@ -225,6 +279,7 @@ int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
 	page = odp_mirror_lookup(mr->odp, va, access);
 	if (!page) {
 		odp_mirror_unlock(mr->odp, flags);
+		fault->ahead = sizeof(u64);
 		return rxe_odp_miss(fault, mr, va, sizeof(u64), access);
 	}
 
@@ -233,5 +288,164 @@ int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
 	kunmap_local(p);
 
 	odp_mirror_unlock(mr->odp, flags);
+	return 0;
+}
+
+/* One SGE of a prefetch: a referenced MR and the user range in it. */
+struct rxe_odp_prefetch_sge {
+	struct rxe_mr	*mr;
+	u64		addr;
+	u64		length;
+};
+
+struct rxe_odp_prefetch {
+	struct work_struct		work;
+	unsigned int			access;
+	u32				num_sge;
+	struct rxe_odp_prefetch_sge	sge[];
+};
+
+static int rxe_odp_prefetch_run(struct rxe_odp_prefetch *pf)
+{
+	int err = 0;
+	u32 i;
+
+	for (i = 0; i < pf->num_sge; i++) {
+		struct rxe_mr *mr = pf->sge[i].mr;
+		long ret;
+
+		ret = odp_mirror_fault(mr->odp, pf->sge[i].addr,
+				       pf->sge[i].length, pf->access);
+		if (ret > 0) {
+			atomic64_add(ret, &to_odp_mr(mr)->page_prefetch);
+			rxe_odp_count(to_odp_mr(mr)->rxe,
+				      RXE_CNT_ODP_PAGE_PREFETCH, ret);
+		} else if (ret < 0 && !err) {
+			err = ret == -EBUSY ? -EBUSY : -EFAULT;
+		}
+		rxe_put(mr);
+	}
+	kfree(pf);
+	return err;
+}
+
+static void rxe_odp_prefetch_work(struct work_struct *work)
+{
+	rxe_odp_prefetch_run(container_of(work, struct rxe_odp_prefetch,
+					  work));
+}
+
+/**
+ * rxe_odp_advise_mr - the advise_mr verb: prefetch ranges of ODP MRs
+ * @ibpd: protection domain of the MRs
+ * @advice: PREFETCH (read), PREFETCH_WRITE, or PREFETCH_NO_FAULT (make
+ *	present only what the process has mapped already)
+ * @flags: IB_UVERBS_ADVISE_MR_FLAG_FLUSH to wait for the faults
+ * @sg_list: lkey, iova and length of each range
+ * @num_sge: number of ranges
+ * @attrs: unused
+ *
+ * Every range is checked (key, PD, ODP, bounds, write access for
+ * PREFETCH_WRITE) before anything is done, so a bad one fails the call
+ * whether or not it is synchronous.
+ *
+ * Return: 0 or a negative errno.
+ */
+int rxe_odp_advise_mr(struct ib_pd *ibpd,
+		      enum ib_uverbs_advise_mr_advice advice, u32 flags,
+		      struct ib_sge *sg_list, u32 num_sge,
+		      struct uverbs_attr_bundle *attrs)
+{
+	struct rxe_pd *pd = to_rpd(ibpd);
+	struct rxe_odp_prefetch *pf;
+	int mr_access = 0;
+	u32 i;
+
+	switch (advice) {
+	case IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH:
+		break;
+	case IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_WRITE:
+		mr_access = IB_ACCESS_LOCAL_WRITE;
+		break;
+	case IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_NO_FAULT:
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	if (flags & ~IB_UVERBS_ADVISE_MR_FLAG_FLUSH)
+		return -EOPNOTSUPP;
+
+	pf = kzalloc(struct_size(pf, sge, num_sge), GFP_KERNEL);
+	if (!pf)
+		return -ENOMEM;
+	INIT_WORK(&pf->work, rxe_odp_prefetch_work);
+	pf->access = advice == IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_WRITE ?
+		     ODP_MIRROR_READ | ODP_MIRROR_WRITE : ODP_MIRROR_READ;
+	if (advice == IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_NO_FAULT)
+		pf->access |= ODP_MIRROR_NO_FAULT;
+
+	for (i = 0; i < num_sge; i++) {
+		struct rxe_mr *mr = lookup_mr(pd, 0, sg_list[i].lkey,
+					      RXE_LOOKUP_LOCAL);
+		int err = 0;
+
+		if (!mr)
+			err = -ENOENT;
+		else if (mr_access && !(mr->access & mr_access))
+			err = -EPERM;
+		else if (!mr->odp)
+			err = -EINVAL;
+		else if (!sg_list[i].length ||
+			 mr_check_range(mr, sg_list[i].addr, sg_list[i].length))
+			err = -EFAULT;
+		if (err) {
+			if (mr)
+				rxe_put(mr);
+			while (pf->num_sge)
+				rxe_put(pf->sge[--pf->num_sge].mr);
+			kfree(pf);
+			return err;
+		}
+		pf->sge[i].mr = mr;
+		pf->sge[i].addr = rxe_odp_addr(mr, sg_list[i].addr);
+		pf->sge[i].length = sg_list[i].length;
+		pf->num_sge++;
+	}
+
+	if (flags & IB_UVERBS_ADVISE_MR_FLAG_FLUSH)
+		return rxe_odp_prefetch_run(pf);
+
+	queue_work(rxe_odp_wq, &pf->work);
+	return 0;
+}
+
+/* Per-MR counters for "rdma statistic mr", named as mlx5 names them. */
+int rxe_odp_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr)
+{
+	struct rxe_mr *mr = to_rmr(ibmr);
+	struct odp_mirror_stats stats;
+	struct rxe_odp_mr *odp_mr;
+	struct nlattr *table;
+
+	if (!mr->odp)
+		return 0;
+	odp_mr = to_odp_mr(mr);
+	odp_mirror_get_stats(mr->odp, &stats);
+
+	table = nla_nest_start(msg, RDMA_NLDEV_ATTR_STAT_HWCOUNTERS);
+	if (!table)
+		return -EMSGSIZE;
+
+	if (rdma_nl_stat_hwcounter_entry(msg, "page_faults",
+					 atomic64_read(&odp_mr->page_faults)) ||
+	    rdma_nl_stat_hwcounter_entry(msg, "page_invalidations",
+					 stats.invalidated_pages) ||
+	    rdma_nl_stat_hwcounter_entry(msg, "page_prefetch",
+					 atomic64_read(&odp_mr->page_prefetch))) {
+		nla_nest_cancel(msg, table);
+		return -EMSGSIZE;
+	}
+
+	nla_nest_end(msg, table);
 	return 0;
 }

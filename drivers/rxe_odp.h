@@ -15,11 +15,18 @@
 #ifndef RXE_ODP_H
 #define RXE_ODP_H
 
+#include <linux/ktime.h>
 #include <linux/types.h>
 #include <linux/workqueue.h>
+#include <rdma/ib_user_ioctl_verbs.h>
 
+struct ib_mr;
+struct ib_pd;
+struct ib_sge;
 struct odp_mirror;
 struct rxe_dev;
+struct sk_buff;
+struct uverbs_attr_bundle;
 struct rxe_mr;
 struct rxe_qp;
 struct rxe_task;
@@ -46,6 +53,13 @@ struct rxe_odp_fault {
 	u64			length;
 	unsigned int		access;		/* ODP_MIRROR_READ/WRITE */
 	int			err;		/* result when FAILED */
+	ktime_t			start;		/* when the task parked */
+	/*
+	 * Set by the task before each copy: how many bytes the access it
+	 * belongs to still covers from the copy's address on (the rest of
+	 * the message in this MR), so a miss can fault all of it at once.
+	 */
+	u64			ahead;
 };
 
 int rxe_odp_init(void);
@@ -63,5 +77,11 @@ int rxe_odp_mr_copy(struct rxe_mr *mr, u64 iova, void *addr, int length,
 int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
 		      u64 compare, u64 swap_add, u64 *orig,
 		      struct rxe_odp_fault *fault);
+
+int rxe_odp_advise_mr(struct ib_pd *ibpd,
+		      enum ib_uverbs_advise_mr_advice advice, u32 flags,
+		      struct ib_sge *sg_list, u32 num_sge,
+		      struct uverbs_attr_bundle *attrs);
+int rxe_odp_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr);
 
 #endif /* RXE_ODP_H */

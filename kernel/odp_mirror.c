@@ -14,34 +14,43 @@
 
 #include "odp_mirror.h"
 
-/* One leaf maps 2 MiB with 4 KiB pages and is itself one page. */
+/*
+ * A leaf is one page of entries and maps one naturally aligned 2 MiB
+ * (with 4 KiB pages) of address space.  Leaves are indexed by absolute
+ * address, so that a PMD-mapped huge page is exactly one leaf: it is then
+ * kept as a single entry, leaf->entry[0] with ODP_MIRROR_HUGE set, naming
+ * the first page of the 2 MiB and the access it grants.
+ */
 #define ODP_MIRROR_LEAF_SHIFT	(PAGE_SHIFT - ilog2(sizeof(unsigned long)))
 #define ODP_MIRROR_LEAF_ENTRIES	BIT(ODP_MIRROR_LEAF_SHIFT)
+#define ODP_MIRROR_SPAN_SHIFT	(PAGE_SHIFT + ODP_MIRROR_LEAF_SHIFT)
+#define ODP_MIRROR_SPAN		BIT(ODP_MIRROR_SPAN_SHIFT)
 #define ODP_MIRROR_ACCESS_MASK	(ODP_MIRROR_READ | ODP_MIRROR_WRITE)
+#define ODP_MIRROR_HUGE		BIT(2)	/* struct page is 8-byte aligned */
+#define ODP_MIRROR_FLAGS_MASK	(ODP_MIRROR_ACCESS_MASK | ODP_MIRROR_HUGE)
 
 struct odp_mirror_leaf {
 	unsigned long entry[ODP_MIRROR_LEAF_ENTRIES];
 };
 
 static_assert(sizeof(struct odp_mirror_leaf) == PAGE_SIZE);
+static_assert(__alignof__(struct page) > ODP_MIRROR_FLAGS_MASK);
 
-static inline unsigned long odp_page_index(struct odp_mirror *mirror,
-					   unsigned long addr)
+static inline unsigned long odp_leaf_index(unsigned long addr)
 {
-	return (addr - mirror->start) >> PAGE_SHIFT;
+	return addr >> ODP_MIRROR_SPAN_SHIFT;
 }
 
-static inline struct odp_mirror_leaf *odp_leaf(struct odp_mirror *mirror,
-					       unsigned long pgidx)
+static inline unsigned long odp_entry_index(unsigned long addr)
 {
-	return xa_load(&mirror->leaves, pgidx >> ODP_MIRROR_LEAF_SHIFT);
+	return (addr >> PAGE_SHIFT) & (ODP_MIRROR_LEAF_ENTRIES - 1);
 }
 
-/* Find or create the leaf for page index @pgidx; process context only. */
+/* Find or create the leaf for @addr; process context only. */
 static struct odp_mirror_leaf *odp_leaf_get(struct odp_mirror *mirror,
-					    unsigned long pgidx)
+					    unsigned long addr)
 {
-	unsigned long lidx = pgidx >> ODP_MIRROR_LEAF_SHIFT;
+	unsigned long lidx = odp_leaf_index(addr);
 	struct odp_mirror_leaf *leaf, *old;
 
 	leaf = xa_load(&mirror->leaves, lidx);
@@ -62,25 +71,32 @@ static struct odp_mirror_leaf *odp_leaf_get(struct odp_mirror *mirror,
 }
 
 /*
- * Clear the entries of [start, end); called with the lock held.  Leaves are
- * kept: a range that was faulted once is likely to be faulted again.
+ * Clear the entries of [start, end) and return how many pages lost their
+ * translation; called with the lock held.  A huge entry goes as a whole
+ * even when the window covers part of it: dropping a translation is
+ * always allowed.  Leaves are kept: a range faulted once is likely to be
+ * faulted again, and the xarray must not be changed under the lock.
  */
 static unsigned long odp_mirror_clear(struct odp_mirror *mirror,
 				      unsigned long start, unsigned long end)
 {
-	unsigned long first = odp_page_index(mirror, start);
-	unsigned long last = odp_page_index(mirror, end - 1);
+	unsigned long first = start >> PAGE_SHIFT;
+	unsigned long last = (end - 1) >> PAGE_SHIFT;
 	struct odp_mirror_leaf *leaf;
 	unsigned long lidx, cleared = 0;
 
-	xa_for_each_range(&mirror->leaves, lidx, leaf,
-			  first >> ODP_MIRROR_LEAF_SHIFT,
-			  last >> ODP_MIRROR_LEAF_SHIFT) {
+	xa_for_each_range(&mirror->leaves, lidx, leaf, odp_leaf_index(start),
+			  odp_leaf_index(end - 1)) {
 		unsigned long base = lidx << ODP_MIRROR_LEAF_SHIFT;
 		unsigned long i = max(first, base) - base;
 		unsigned long n = min(last, base + ODP_MIRROR_LEAF_ENTRIES - 1)
 				  - base;
 
+		if (leaf->entry[0] & ODP_MIRROR_HUGE) {
+			leaf->entry[0] = 0;
+			cleared += ODP_MIRROR_LEAF_ENTRIES;
+			continue;
+		}
 		for (; i <= n; i++) {
 			if (leaf->entry[i]) {
 				leaf->entry[i] = 0;
@@ -117,12 +133,14 @@ static bool odp_mirror_invalidate(struct mmu_interval_notifier *mni,
 	if (cleared) {
 		mirror->stats.invalidations++;
 		mirror->stats.invalidated_pages += cleared;
+		if (mirror->ops && mirror->ops->invalidated)
+			mirror->ops->invalidated(mirror, cleared);
 	}
 	odp_mirror_unlock(mirror, flags);
 	return true;
 }
 
-static const struct mmu_interval_notifier_ops odp_mirror_ops = {
+static const struct mmu_interval_notifier_ops odp_mirror_notifier_ops = {
 	.invalidate = odp_mirror_invalidate,
 };
 
@@ -132,12 +150,14 @@ static const struct mmu_interval_notifier_ops odp_mirror_ops = {
  * @mm: the address space, usually current->mm
  * @addr: start of the range, need not be page aligned
  * @length: length of the range in bytes, not zero
+ * @ops: optional callbacks
  *
  * Costs the same whatever @length is: no page is looked at until it is
  * faulted.  Return: 0 or a negative errno.
  */
 int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
-		    unsigned long addr, unsigned long length)
+		    unsigned long addr, unsigned long length,
+		    const struct odp_mirror_ops *ops)
 {
 	unsigned long end;
 
@@ -152,11 +172,12 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 	spin_lock_init(&mirror->lock);
 	xa_init(&mirror->leaves);
 	memset(&mirror->stats, 0, sizeof(mirror->stats));
+	mirror->ops = ops;
 
 	return mmu_interval_notifier_insert(&mirror->notifier, mm,
 					    mirror->start,
 					    mirror->end - mirror->start,
-					    &odp_mirror_ops);
+					    &odp_mirror_notifier_ops);
 }
 
 /**
@@ -190,6 +211,7 @@ void odp_mirror_fini(struct odp_mirror *mirror)
 static void odp_mirror_dirty_pages(struct hmm_range *range)
 {
 	unsigned long i, npages = (range->end - range->start) >> PAGE_SHIFT;
+	struct folio *last = NULL;
 
 	for (i = 0; i < npages; i++) {
 		struct folio *folio;
@@ -197,32 +219,96 @@ static void odp_mirror_dirty_pages(struct hmm_range *range)
 		if (!(range->hmm_pfns[i] & HMM_PFN_WRITE))
 			continue;
 		folio = page_folio(hmm_pfn_to_page(range->hmm_pfns[i]));
-		if (!folio_try_get(folio))
+		if (folio == last || !folio_try_get(folio))
 			continue;
 		folio_lock(folio);
 		folio_mark_dirty(folio);
 		folio_unlock(folio);
 		folio_put(folio);
+		last = folio;
 	}
+}
+
+/*
+ * Install what hmm_range_fault() found for @range (inside one leaf);
+ * called with the lock held, after read_retry.  Return: pages installed.
+ */
+static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
+					struct hmm_range *range)
+{
+	unsigned long first = odp_entry_index(range->start);
+	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
+	bool write_fault = range->default_flags & HMM_PFN_REQ_WRITE;
+	unsigned long pfn = range->hmm_pfns[0];
+	unsigned long i, n = 0;
+
+	/*
+	 * A huge page mapped by a PMD (THP) or a hugetlb page of 2 MiB or
+	 * more: one entry translates the whole leaf, whatever part of it was
+	 * asked for; any change to the mapping invalidates all of it.
+	 */
+	if ((pfn & HMM_PFN_VALID) &&
+	    hmm_pfn_to_map_order(pfn) >= ODP_MIRROR_LEAF_SHIFT) {
+		struct page *head =
+			pfn_to_page(page_to_pfn(hmm_pfn_to_page(pfn)) - first);
+		unsigned long entry = (unsigned long)head | ODP_MIRROR_HUGE |
+				      ODP_MIRROR_READ;
+
+		if (write_fault && (pfn & HMM_PFN_WRITE))
+			entry |= ODP_MIRROR_WRITE;
+		else if ((leaf->entry[0] & ~ODP_MIRROR_ACCESS_MASK) ==
+			 (entry & ~ODP_MIRROR_ACCESS_MASK))
+			entry |= leaf->entry[0] & ODP_MIRROR_WRITE;
+		memset(leaf, 0, sizeof(*leaf));
+		leaf->entry[0] = entry;
+		return ODP_MIRROR_LEAF_ENTRIES;
+	}
+
+	/* the 2 MiB stopped being one huge page: back to single pages */
+	if (leaf->entry[0] & ODP_MIRROR_HUGE)
+		leaf->entry[0] = 0;
+
+	for (i = 0; i < npages; i++) {
+		unsigned long old = leaf->entry[first + i];
+		unsigned long entry;
+
+		pfn = range->hmm_pfns[i];
+		if (!(pfn & HMM_PFN_VALID))	/* ODP_MIRROR_NO_FAULT */
+			continue;
+		/*
+		 * Grant write only to a write fault, which dirtied the page.
+		 * A read fault that finds the same page keeps the write right
+		 * an earlier write fault gave it: no invalidation ran since
+		 * (read_retry), so it still holds.
+		 */
+		entry = (unsigned long)hmm_pfn_to_page(pfn) | ODP_MIRROR_READ;
+		if (write_fault && (pfn & HMM_PFN_WRITE))
+			entry |= ODP_MIRROR_WRITE;
+		else if ((old & ~ODP_MIRROR_ACCESS_MASK) ==
+			 (entry & ~ODP_MIRROR_ACCESS_MASK))
+			entry |= old & ODP_MIRROR_WRITE;
+		leaf->entry[first + i] = entry;
+		n++;
+	}
+	return n;
 }
 
 /*
  * Fault one batch that lies inside one leaf and install it.  Retries as long
  * as invalidations race with it, like any mmu_interval_notifier user.
+ * Return: pages installed, or a negative errno.
  */
-static int odp_mirror_fault_batch(struct odp_mirror *mirror,
-				  struct hmm_range *range)
+static long odp_mirror_fault_batch(struct odp_mirror *mirror,
+				   struct hmm_range *range)
 {
 	struct mm_struct *mm = odp_mirror_mm(mirror);
 	unsigned long timeout =
 		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
-	unsigned long pgidx = odp_page_index(mirror, range->start);
-	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
 	struct odp_mirror_leaf *leaf;
-	unsigned long flags, i;
+	unsigned long flags, n;
 	int ret;
 
-	leaf = odp_leaf_get(mirror, pgidx);
+	leaf = odp_leaf_get(mirror, range->start);
 	if (IS_ERR(leaf))
 		return PTR_ERR(leaf);
 
@@ -250,31 +336,13 @@ static int odp_mirror_fault_batch(struct odp_mirror *mirror,
 		cond_resched();
 	}
 
-	pgidx &= ODP_MIRROR_LEAF_ENTRIES - 1;
-	for (i = 0; i < npages; i++) {
-		unsigned long pfn = range->hmm_pfns[i];
-		unsigned long old = leaf->entry[pgidx + i];
-		unsigned long entry;
-
-		/*
-		 * Grant write only to a write fault, which dirtied the page.
-		 * A read fault that finds the same page keeps the write right
-		 * an earlier write fault gave it: no invalidation ran since
-		 * (read_retry), so it still holds.
-		 */
-		entry = (unsigned long)hmm_pfn_to_page(pfn) | ODP_MIRROR_READ;
-		if ((range->default_flags & HMM_PFN_REQ_WRITE) &&
-		    (pfn & HMM_PFN_WRITE))
-			entry |= ODP_MIRROR_WRITE;
-		else if ((old & ~ODP_MIRROR_ACCESS_MASK) ==
-			 (entry & ~ODP_MIRROR_ACCESS_MASK))
-			entry |= old & ODP_MIRROR_WRITE;
-		leaf->entry[pgidx + i] = entry;
+	n = odp_mirror_install(leaf, range);
+	if (n) {
+		mirror->stats.faults++;
+		mirror->stats.faulted_pages += n;
 	}
-	mirror->stats.faults++;
-	mirror->stats.faulted_pages += npages;
 	odp_mirror_unlock(mirror, flags);
-	return 0;
+	return n;
 }
 
 /**
@@ -282,17 +350,21 @@ static int odp_mirror_fault_batch(struct odp_mirror *mirror,
  * @mirror: the mirror
  * @addr: first byte
  * @length: number of bytes
- * @access: ODP_MIRROR_READ, or ODP_MIRROR_READ | ODP_MIRROR_WRITE
+ * @access: ODP_MIRROR_READ, or ODP_MIRROR_READ | ODP_MIRROR_WRITE; or
+ *	ODP_MIRROR_READ | ODP_MIRROR_NO_FAULT to only install pages that are
+ *	present already (a prefetch that must not fault)
  *
  * Process context only; may sleep.  Faults the pages in the owner's address
  * space (holding a reference to it only while doing so) and installs them.
  *
- * Return: 0; -EFAULT if part of the range is outside the mirror, unmapped
- * or not accessible as asked (e.g. a write to a read-only mapping), or the
- * owner has exited; -ENOMEM; -EBUSY if invalidations kept racing.
+ * Return: the number of pages made accessible (a huge page counts as all
+ * its pages; pages that were already accessible count again); -EFAULT if
+ * part of the range is outside the mirror, unmapped or not accessible as
+ * asked (e.g. a write to a read-only mapping), or the owner has exited;
+ * -ENOMEM; -EBUSY if invalidations kept racing.
  */
-int odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
-		     unsigned long length, unsigned int access)
+long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
+		      unsigned long length, unsigned int access)
 {
 	struct mm_struct *mm = odp_mirror_mm(mirror);
 	unsigned long start, end, *pfns;
@@ -301,12 +373,14 @@ int odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		.hmm_pfns = NULL,
 		.default_flags = HMM_PFN_REQ_FAULT,
 	};
-	int ret = 0;
+	long ret = 0, installed = 0;
 
 	if (!length || addr < mirror->start || addr >= mirror->end ||
 	    length > mirror->end - addr)
 		return -EFAULT;
-	if (access & ODP_MIRROR_WRITE)
+	if (access & ODP_MIRROR_NO_FAULT)
+		range.default_flags = 0;
+	else if (access & ODP_MIRROR_WRITE)
 		range.default_flags |= HMM_PFN_REQ_WRITE;
 
 	start = ALIGN_DOWN(addr, PAGE_SIZE);
@@ -323,15 +397,12 @@ int odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 	}
 
 	while (start < end) {
-		unsigned long leaf_end = mirror->start +
-			ALIGN(start - mirror->start + 1,
-			      ODP_MIRROR_LEAF_ENTRIES << PAGE_SHIFT);
-
 		range.start = start;
-		range.end = min(end, leaf_end);
+		range.end = min(end, ALIGN(start + 1, ODP_MIRROR_SPAN));
 		ret = odp_mirror_fault_batch(mirror, &range);
-		if (ret)
+		if (ret < 0)
 			break;
+		installed += ret;
 		start = range.end;
 	}
 	mmput(mm);
@@ -341,20 +412,30 @@ int odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		ret = -EFAULT;
 out_free:
 	free_page((unsigned long)pfns);
-	return ret;
+	return ret < 0 ? ret : installed;
 }
 
-/* Entry for @addr if it grants @access, else 0; lock held. */
+/* Entry for @addr, as page | access, if it grants @access; else 0. */
 static unsigned long odp_mirror_entry(struct odp_mirror *mirror,
 				      unsigned long addr, unsigned int access)
 {
-	unsigned long pgidx = odp_page_index(mirror, addr);
-	struct odp_mirror_leaf *leaf = odp_leaf(mirror, pgidx);
+	struct odp_mirror_leaf *leaf;
 	unsigned long entry;
 
+	leaf = xa_load(&mirror->leaves, odp_leaf_index(addr));
 	if (!leaf)
 		return 0;
-	entry = READ_ONCE(leaf->entry[pgidx & (ODP_MIRROR_LEAF_ENTRIES - 1)]);
+
+	entry = READ_ONCE(leaf->entry[0]);
+	if (entry & ODP_MIRROR_HUGE) {
+		struct page *head =
+			(struct page *)(entry & ~ODP_MIRROR_FLAGS_MASK);
+
+		entry = (unsigned long)nth_page(head, odp_entry_index(addr)) |
+			(entry & ODP_MIRROR_ACCESS_MASK);
+	} else {
+		entry = READ_ONCE(leaf->entry[odp_entry_index(addr)]);
+	}
 	return (entry & access) == access ? entry : 0;
 }
 

@@ -41,12 +41,24 @@
 /* Access rights, as requested by a fault and as granted by an entry. */
 #define ODP_MIRROR_READ		BIT(0)
 #define ODP_MIRROR_WRITE	BIT(1)
+/* odp_mirror_fault(): install only pages already present, fault nothing */
+#define ODP_MIRROR_NO_FAULT	BIT(2)
 
 struct odp_mirror_stats {
-	u64 faults;		/* odp_mirror_fault() calls that installed pages */
-	u64 faulted_pages;	/* entries installed */
+	u64 faults;		/* hmm_range_fault() calls that installed pages */
+	u64 faulted_pages;	/* pages made accessible by them */
 	u64 invalidations;	/* invalidation callbacks that hit the mirror */
-	u64 invalidated_pages;	/* entries cleared by invalidations */
+	u64 invalidated_pages;	/* pages made inaccessible by them */
+};
+
+struct odp_mirror;
+
+struct odp_mirror_ops {
+	/*
+	 * Optional: told how many pages an invalidation took away, under the
+	 * mirror's lock with interrupts off; must not sleep or take locks.
+	 */
+	void (*invalidated)(struct odp_mirror *mirror, unsigned long npages);
 };
 
 struct odp_mirror {
@@ -62,20 +74,23 @@ struct odp_mirror {
 	 */
 	spinlock_t lock;
 	/*
-	 * Leaf tables of ODP_MIRROR_LEAF_ENTRIES entries, indexed by leaf
-	 * number; created on first fault, freed with the mirror.  An entry is
-	 * a struct page pointer or'ed with ODP_MIRROR_READ/WRITE, 0 if absent.
+	 * One leaf table per naturally aligned 2 MiB of address space that
+	 * was ever faulted, indexed by address >> 21, freed with the mirror.
+	 * An entry is a struct page pointer or'ed with ODP_MIRROR_READ/WRITE,
+	 * 0 if absent; a 2 MiB huge page is one entry for the whole leaf.
 	 */
 	struct xarray leaves;
 	struct odp_mirror_stats stats;	/* under @lock */
+	const struct odp_mirror_ops *ops;
 };
 
 int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
-		    unsigned long addr, unsigned long length);
+		    unsigned long addr, unsigned long length,
+		    const struct odp_mirror_ops *ops);
 void odp_mirror_fini(struct odp_mirror *mirror);
 
-int odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
-		     unsigned long length, unsigned int access);
+long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
+		      unsigned long length, unsigned int access);
 
 int odp_mirror_copy(struct odp_mirror *mirror, unsigned long addr, void *buf,
 		    size_t length, bool to_mirror);
