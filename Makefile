@@ -12,9 +12,9 @@ BUILD ?= $(CURDIR)/build
 MODDIR = $(BUILD)/$(KVER)
 MODULE = $(MODDIR)/rdma_rxe.ko
 
-.PHONY: all deps module tests check demo sparse checkpatch clean
+.PHONY: all deps module userspace tests check demo sparse checkpatch clean
 
-all: module tests
+all: module userspace tests
 
 deps:
 	@sh scripts/deps.sh
@@ -23,7 +23,10 @@ module: deps
 	@test -n "$(KVER)" || { echo "make: error: no Debian 6.1 kernel with headers installed" >&2; exit 1; }
 	@scripts/build-rxe.sh $(KVER) $(MODDIR)
 
-tests: deps
+userspace: deps
+	@$(MAKE) -s -C userspace BUILD=$(BUILD)
+
+tests: deps userspace
 	@$(MAKE) -s -C tests BUILD=$(BUILD)
 
 check: module tests
