@@ -19,17 +19,21 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=dumb
 BUSYBOX=$(command -v busybox)
 
-mountpoint -q /proc || mount -t proc proc /proc
+# The initramfs unmounted /proc and /sys and moved /dev here.  (Careful:
+# below our mounts, the host's /proc, /sys and /dev show through 9p.)
+mount -t proc proc /proc
 OUT="" TOP=""
-# shellcheck disable=SC2013  # word splitting is what we want here
-for a in $(cat /proc/cmdline); do
+# shellcheck disable=SC2013,SC2046  # word splitting is what we want here
+for a in $(</proc/cmdline); do
 	case "$a" in
 	rxeodp_out=*) OUT=${a#rxeodp_out=} ;;
 	rxeodp_top=*) TOP=${a#rxeodp_top=} ;;
 	esac
 done
-mountpoint -q /sys || mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mount -t sysfs sysfs /sys
+dev_mounted=0
+while read -r _ mp _; do [ "$mp" != /dev ] || dev_mounted=1; done </proc/mounts
+[ "$dev_mounted" = 1 ] || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /dev/hugepages
 # udev is not running: make the links bash's <(...) and friends need.
 [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
@@ -43,7 +47,12 @@ mkdir -p /run/lock
 
 SETUP_LOG=/dev/null
 # Builtins only: every exec is slow under TCG.
-log() { echo "guest-init: $*" >>"$SETUP_LOG"; echo "guest-init: $*" >/dev/console; }
+log() {
+	local up _
+	read -r up _ </proc/uptime
+	echo "guest-init: [$up] $*" >>"$SETUP_LOG"
+	echo "guest-init: [$up] $*" >/dev/console
+}
 
 # shellcheck disable=SC2317  # called through the EXIT trap
 finish() {
