@@ -48,6 +48,8 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 TAPF=$OUT/tap.txt
 : >"$TAPF"
+# Stale verdicts of an earlier run must not count for this one.
+rm -f "$OUT"/{status,rc,log-issues.txt,guest-status,dmesg.log,setup.log}
 
 n=0 passed=0 failed=0 skipped=0 known=0
 out() { printf '%s\n' "$1" >>"$TAPF"; [ "$QUIET" = 1 ] && [ "${2:-}" != always ] || printf '%s\n' "$1"; }
@@ -58,6 +60,10 @@ count() {	# count LINE: tally one TAP result line (builtins only)
 	"not ok"*) if [ "$dir" = TODO ]; then skipped=$((skipped + 1)); known=$((known + 1)); else failed=$((failed + 1)); fi ;;
 	ok*) if [ "$dir" = SKIP ]; then skipped=$((skipped + 1)); else passed=$((passed + 1)); fi ;;
 	esac
+}
+diag_lines() {	# diag_lines PREFIX: stdin as diagnostics, always shown
+	local l
+	while IFS= read -r l; do out "$1$l" always; done
 }
 host_result() {	# host_result ok|notok DESCRIPTION
 	n=$((n + 1))
@@ -88,14 +94,14 @@ done < <("$TOP/tests/vm/run-vm.sh" --kver "$KVER" --module "$MODULE" \
 	--out "$OUT" --timeout "$TIMEOUT" --brief "${STOCK[@]+"${STOCK[@]}"}" -- tests/guest/run-all.sh 2>&1 || true)
 secs=$(( $(date +%s) - t0 ))
 
-status() { sed -n "s/^$1=//p" "$OUT/status" 2>/dev/null; }
+status() { sed -n "s/^$1=//p" "$OUT/status" 2>/dev/null || true; }
 rc=$(status rc) timed_out=$(status timed_out) setup_ok=$(status setup_ok)
 
 if [ "$setup_ok" = 1 ]; then
 	host_result ok "vm: guest loaded rdma_rxe and set up rxe0"
 else
 	host_result notok "vm: guest loaded rdma_rxe and set up rxe0"
-	tail -n 20 "$OUT/setup.log" 2>/dev/null | sed 's/^/#   /' | while IFS= read -r l; do out "$l" always; done
+	{ tail -n 20 "$OUT/setup.log" 2>/dev/null || true; } | diag_lines "#   "
 fi
 
 if [ "$timed_out" = 0 ] && [ -n "$rc" ]; then
@@ -104,15 +110,15 @@ else
 	if [ "$timed_out" = 1 ]; then
 		host_result notok "vm: guest finished before the timeout (killed after ${TIMEOUT}s)"
 	else
-		host_result notok "vm: guest finished before the timeout (guest died, no result)"
+		host_result notok "vm: guest finished before the timeout (no result: the guest did not start or died)"
 	fi
-	out "#   last 50 lines of $OUT/console.log:" always
-	tail -n 50 "$OUT/console.log" 2>/dev/null | sed 's/^/#   | /' | while IFS= read -r l; do out "$l" always; done
+	[ ! -s "$OUT/console.log" ] || out "#   last 50 lines of $OUT/console.log:" always
+	{ tail -n 50 "$OUT/console.log" 2>/dev/null || true; } | diag_lines "#   | "
 fi
 
 if [ -s "$OUT/log-issues.txt" ] || [ ! -f "$OUT/status" ]; then
 	host_result notok "vm: kernel log clean"
-	head -n 60 "$OUT/log-issues.txt" 2>/dev/null | sed 's/^/#   /' | while IFS= read -r l; do out "$l" always; done
+	{ head -n 60 "$OUT/log-issues.txt" 2>/dev/null || true; } | diag_lines "#   "
 elif [ ! -s "$OUT/dmesg.log" ]; then
 	host_result notok "vm: kernel log clean (no dmesg.log saved; console.log only)"
 else
