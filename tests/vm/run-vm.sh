@@ -24,6 +24,11 @@
 #   --brief          on failure, do not print the console tail and the
 #                    kernel log lines (the caller reports them itself)
 #
+# Host environment: RXE_VM_ACCEL=kvm|tcg|auto (default auto: KVM if a
+# probe guest really runs under it, else TCG; the probe result is cached
+# in BUILD/vm/kvm-probe per host boot), RXE_ODP_BUILD (default: derived
+# from --module, BUILD/KVER/rdma_rxe.ko, else TOP/build).
+#
 # CMD runs in the guest as root with cwd = repo top (the host's / is the
 # guest's read-only root, under a tmpfs overlay, so every host path works),
 # stdin from /dev/null, and with these variables:
@@ -31,6 +36,9 @@
 #   RXE_DEV=rxe0   RXE_GID=1 (::ffff:127.0.0.1, RoCE v2)
 #   RXE_MODULE     the .ko given       RXE_STOCK      1 with --stock, else 0
 #   RXE_OUT        DIR (writable, survives the guest)
+#   RXE_KVER       KVER
+# /tmp, /run, /dev/shm are fresh tmpfs (but /tmp stays the host's, made
+# writable by the overlay, when the repo, module or DIR lives under it).
 # The guest has 2 CPUs on 2 NUMA nodes (so move_pages really migrates),
 # a 1 GiB zram swap, N huge pages and hugetlbfs on /dev/hugepages, and
 # /dev/infiniband/* mode 666 for tests that drop to uid 65534.
