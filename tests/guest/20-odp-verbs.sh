@@ -11,7 +11,7 @@
 #
 # Environment:
 #   ODP_TEST_MODES     "odp" (default), "pinned", or "odp pinned"
-#   ODP_TEST_PROGS     programs to run (default: all five)
+#   ODP_TEST_PROGS     programs to run (default: all six)
 #   ODP_TEST_TIMEOUT   seconds per program (default 240)
 #   RXE_ODP_BUILD      build directory (default: TOP/build)
 #
@@ -23,7 +23,7 @@ set -u
 TOP=${RXE_ODP_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${RXE_ODP_BUILD:-$TOP/build}/tests
 MODES=${ODP_TEST_MODES:-odp}
-PROGS=${ODP_TEST_PROGS:-odp_traffic odp_mprotect odp_dontneed odp_huge_mr odp_migrate}
+PROGS=${ODP_TEST_PROGS:-odp_traffic odp_mprotect odp_dontneed odp_events odp_huge_mr odp_migrate}
 TMO=${ODP_TEST_TIMEOUT:-240}
 RC_MARK="@@odp-verbs-rc@@"
 
