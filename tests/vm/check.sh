@@ -16,7 +16,8 @@
 #   tests/vm/check.sh --kver KVER --module PATH.ko --out DIR
 #                     [--stock] [--timeout SEC] [--quiet]
 #   --stock       test the distribution's rdma_rxe (baseline numbers)
-#   --timeout     guest time limit in seconds (default 1800)
+#   --timeout     guest time limit in seconds (default 3600: the whole
+#                 suite under TCG; each script also has TEST_TIMEOUT)
 #   --quiet       print only failures, the host results and the summary
 # Environment: TESTS and TEST_TIMEOUT select scripts / set their time limit
 # (see tests/guest/run-all.sh); RDMA_CORE_TESTS picks rdma-core tests (see
@@ -29,7 +30,7 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-KVER="" MODULE="" OUT="" STOCK=() TIMEOUT=1800 QUIET=0
+KVER="" MODULE="" OUT="" STOCK=() TIMEOUT=3600 QUIET=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kver) KVER=${2:?}; shift 2 ;;
