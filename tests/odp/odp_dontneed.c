@@ -10,15 +10,20 @@
  * The 4 MiB buffers are big enough for transparent huge pages, which a
  * partial drop splits.
  *
+ * Then MADV_DONTNEED of random chunks races streams of RDMA WRITEs and
+ * READs: every byte the CPU or the device sees must be the data or zero.
+ *
  * Pinned MRs (--pinned) do not follow MADV_DONTNEED: the device keeps the
  * old pages while the CPU gets new zero pages.  The pinned run asserts
  * that incoherence (the device reads the old data, the CPU reads zeros, and
  * the two no longer see each other's writes) as the contrast to ODP.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 
 #include "odptest.h"
@@ -232,10 +237,156 @@ static bool cycles(int n)
 	return ok;
 }
 
+/* ---- MADV_DONTNEED racing the device ------------------------------------- */
+
+#define RACE_PASSES	4
+#define RACE_CHUNK	(64 * T_KIB)
+
+struct racer {
+	uint8_t *buf;
+	const uint8_t *refill;	/* rewrite dropped chunks with this, or NULL */
+	int stop;
+	long drops;
+};
+
+/*
+ * Drop random 64 KiB chunks (and maybe write them again) until told, one
+ * every $T_RACE_SLEEP_US (default 2000) microseconds.  Without a pause
+ * (T_RACE_SLEEP_US=0) the invalidations come so fast that a fault, which
+ * must see no invalidation of the MR while it runs, rarely completes.
+ */
+static void *racer_fn(void *arg)
+{
+	const char *env = getenv("T_RACE_SLEEP_US");
+	struct timespec nap = { 0, 2000 * 1000 };
+	struct racer *r = arg;
+	uint64_t seed = 99;
+	size_t off;
+
+	if (env)
+		nap.tv_nsec = atol(env) % 1000000 * 1000;
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		off = t_rand64(&seed) % (LEN / RACE_CHUNK) * RACE_CHUNK;
+		madvise(r->buf + off, RACE_CHUNK, MADV_DONTNEED);
+		if (r->refill)
+			memcpy(r->buf + off, r->refill + off, RACE_CHUNK);
+		r->drops++;
+		if (nap.tv_nsec)
+			nanosleep(&nap, NULL);
+	}
+	return NULL;
+}
+
+/*
+ * One RDMA op of the whole buffer.  If it does not complete in time, stop
+ * the racer and wait once more: does the QP recover once the invalidations
+ * stop, or is it stuck?
+ */
+static int race_op(struct ctx *c, struct racer *r, enum ibv_wr_opcode op)
+{
+	struct ibv_wc wc;
+	double t0;
+
+	if (t_post_rdma(c->p.qp[0], op, 1, c->local, LEN, c->lmr->lkey,
+			(uintptr_t)c->buf, c->mr->rkey))
+		return -1;
+	if (t_poll(c->p.scq[0], 1, &wc) == 1)
+		return wc.status;
+	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+	t0 = t_now();
+	if (t_poll(c->p.scq[0], 1, &wc) == 1) {
+		t_diag("... the %s completed %.3f s after the racer stopped: %s",
+		       op == IBV_WR_RDMA_READ ? "READ" : "WRITE",
+		       t_now() - t0, ibv_wc_status_str(wc.status));
+	} else {
+		t_diag("... and it did not complete either in the %d ms after the racer stopped: the QP is stuck",
+		       t_timeout_ms);
+	}
+	return -1;
+}
+
+/* Every byte is either what @want says or zero; else say where. */
+static bool data_or_zero(const uint8_t *got, const uint8_t *want, size_t len,
+			 const char *what)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (got[i] == want[i] || !got[i])
+			continue;
+		t_diag("%s: byte %zu (0x%zx) is 0x%02x: neither the data (0x%02x) nor zero",
+		       what, i, i, got[i], want[i]);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * @write: the device WRITEs the pattern again and again while chunks are
+ * dropped (the CPU must see the data or zeros, never anything else, and a
+ * last quiet WRITE must land whole); else the device READs while chunks are
+ * dropped and written again by the CPU (each byte read is the data or
+ * zero: never the content of a page the process no longer has).
+ */
+static bool race(bool write)
+{
+	struct racer r = { 0 };
+	uint8_t *pat;
+	double t0;
+	pthread_t thr;
+	struct ctx c;
+	bool ok = true;
+	char what[64];
+	int i, s = 0;
+
+	pat = malloc(LEN);
+	if (!pat || ctx_init(&c, 7)) {
+		free(pat);
+		return false;
+	}
+	memcpy(pat, c.old, LEN);
+	if (write) {
+		memset(c.buf, 0, LEN);
+		memcpy(c.local, pat, LEN);
+	}
+	r.buf = c.buf;
+	r.refill = write ? NULL : pat;
+	t0 = t_now();
+	if (pthread_create(&thr, NULL, racer_fn, &r)) {
+		ctx_free(&c);
+		free(pat);
+		return false;
+	}
+	for (i = 0; ok && i < RACE_PASSES; i++) {
+		snprintf(what, sizeof(what), "pass %d", i);
+		if (!write)
+			memset(c.local, 0x5a, LEN);
+		s = race_op(&c, &r, write ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ);
+		if (s)
+			t_diag("%s: %s", what, t_wc_status_str(s));
+		ok = s == IBV_WC_SUCCESS &&
+		     data_or_zero(write ? c.buf : c.local, pat, LEN, what);
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(thr, NULL);
+	t0 = t_now() - t0;
+	t_diag("%d passes in %.1f s against %ld drops of 64 KiB (%.0f/s)", i,
+	       t0, r.drops, r.drops / t0);
+	if (ok && write) {
+		s = t_rdma_sync(&c.p, IBV_WR_RDMA_WRITE, c.local, LEN,
+				c.lmr->lkey, (uintptr_t)c.buf, c.mr->rkey);
+		ok = s == IBV_WC_SUCCESS &&
+		     t_check(c.buf, pat, LEN, "quiet WRITE after the race");
+	}
+	ctx_free(&c);
+	free(pat);
+	return ok;
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv, "ODP MRs follow madvise(MADV_DONTNEED)");
-	t_plan(6);
+	t_plan(8);
 	if (t_dev_open(&dev))
 		t_bail("cannot open the RDMA device");
 
@@ -246,12 +397,18 @@ int main(int argc, char **argv)
 		t_result(cpu_refill(), "after MADV_DONTNEED and a CPU rewrite, READ returns the new data");
 		t_result(remote_write(), "after MADV_DONTNEED, a remote WRITE is what the CPU sees");
 		t_result(cycles(8), "8 cycles of fill, READ, MADV_DONTNEED, READ zeros");
+		t_result(race(true), "MADV_DONTNEED racing RDMA WRITEs: the CPU sees the data or zeros, a last WRITE lands whole");
+		t_result(race(false), "MADV_DONTNEED and CPU rewrites racing RDMA READs: every byte read is the data or zero");
 	} else {
 		t_result(whole(), "pinned contrast: after MADV_DONTNEED the device still reads the old data, the CPU zeros");
 		t_result(partial(), "pinned contrast: after a partial MADV_DONTNEED the device reads the old data everywhere");
 		t_result(cpu_refill(), "pinned contrast: after MADV_DONTNEED the device does not see what the CPU writes");
 		t_result(remote_write(), "pinned contrast: after MADV_DONTNEED the CPU does not see what the device writes");
 		t_result(cycles(8), "pinned contrast: 8 cycles, the device always reads the first data");
+		t_skip("pinned MRs do not follow MADV_DONTNEED (see above)",
+		       "MADV_DONTNEED racing RDMA WRITEs");
+		t_skip("pinned MRs do not follow MADV_DONTNEED (see above)",
+		       "MADV_DONTNEED racing RDMA READs");
 	}
 	t_dev_close(&dev);
 	return t_finish();
