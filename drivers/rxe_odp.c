@@ -24,6 +24,12 @@ MODULE_PARM_DESC(odp, "Support On-Demand Paging memory regions (default: true)")
  */
 #define RXE_ODP_FAULT_WINDOW	SZ_2M
 
+/*
+ * How often a parked RC responder re-acknowledges while it waits: well
+ * below the 67 ms of the usual transport timeout (14) of its peer.
+ */
+#define RXE_ODP_KEEPALIVE_MS	16
+
 /* An ODP MR: the mirror of its range and what rxe counts about it. */
 struct rxe_odp_mr {
 	struct odp_mirror	mirror;
@@ -125,10 +131,34 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	rxe_put(qp);
 }
 
+/*
+ * Wake the parked task with keepalive_due set, every RXE_ODP_KEEPALIVE_MS
+ * while its fault is pending.  Holds a reference to the QP while queued.
+ */
+static void rxe_odp_keepalive_work(struct work_struct *work)
+{
+	struct rxe_odp_fault *fault = container_of(to_delayed_work(work),
+						   struct rxe_odp_fault,
+						   keepalive_work);
+	struct rxe_qp *qp = fault->qp;
+
+	/* pairs with smp_store_release() in rxe_odp_fault_work() */
+	if (smp_load_acquire(&fault->state) == RXE_ODP_FAULT_PENDING) {
+		WRITE_ONCE(fault->keepalive_due, 1);
+		rxe_sched_task(fault->task);
+		/* requeueing itself keeps the reference for the next tick */
+		if (queue_delayed_work(rxe_odp_wq, &fault->keepalive_work,
+				       msecs_to_jiffies(RXE_ODP_KEEPALIVE_MS)))
+			return;
+	}
+	rxe_put(qp);
+}
+
 void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 			struct rxe_task *task)
 {
 	INIT_WORK(&fault->work, rxe_odp_fault_work);
+	INIT_DELAYED_WORK(&fault->keepalive_work, rxe_odp_keepalive_work);
 	fault->qp = qp;
 	fault->task = task;
 	fault->state = RXE_ODP_FAULT_IDLE;
@@ -172,6 +202,11 @@ static int rxe_odp_miss(struct rxe_odp_fault *fault, struct rxe_mr *mr,
 	fault->start = ktime_get();
 	fault->state = RXE_ODP_FAULT_PENDING;
 	queue_work(rxe_odp_wq, &fault->work);
+
+	if (fault->keepalive && rxe_get(fault->qp) &&
+	    !queue_delayed_work(rxe_odp_wq, &fault->keepalive_work,
+				msecs_to_jiffies(RXE_ODP_KEEPALIVE_MS)))
+		rxe_put(fault->qp);	/* already ticking */
 	return -EAGAIN;
 }
 

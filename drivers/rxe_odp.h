@@ -60,6 +60,13 @@ struct rxe_odp_fault {
 	 * the message in this MR), so a miss can fault all of it at once.
 	 */
 	u64			ahead;
+	/*
+	 * Set keepalive to have the parked task woken every few ms with
+	 * keepalive_due set, so that it can tell its peer it is still there.
+	 */
+	struct delayed_work	keepalive_work;
+	bool			keepalive;
+	int			keepalive_due;
 };
 
 int rxe_odp_init(void);
@@ -69,6 +76,12 @@ void rxe_odp_init_device_caps(struct rxe_dev *rxe);
 void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 			struct rxe_task *task);
 void rxe_odp_fault_reset(struct rxe_odp_fault *fault);
+
+/* True, once, when a keepalive tick came since the last call. */
+static inline bool rxe_odp_keepalive_due(struct rxe_odp_fault *fault)
+{
+	return READ_ONCE(fault->keepalive_due) && xchg(&fault->keepalive_due, 0);
+}
 
 int rxe_odp_mr_init(struct rxe_mr *mr, u64 start, u64 length);
 void rxe_odp_mr_cleanup(struct rxe_mr *mr);
