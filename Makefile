@@ -44,3 +44,19 @@ checkpatch: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# Installing on a real host (README, "Installing on a real host"): the
+# Debian packages (make deb -> $(BUILD)/deb: rxe-odp-dkms, librxeodp1,
+# librxeodp-dev, checked with lintian), or DKMS directly (sudo make install;
+# DESTDIR= only stages the files, PREFIX= is librxeodp's, default
+# /usr/local).
+.PHONY: install uninstall deb
+
+deb: deps
+	@scripts/mkdeb.sh $(BUILD)/deb
+
+install:
+	@BUILD="$(BUILD)" DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install.sh install
+
+uninstall:
+	@BUILD="$(BUILD)" DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install.sh uninstall
