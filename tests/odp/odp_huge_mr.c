@@ -33,6 +33,7 @@
 #define MEMLOCK		(64 * T_KIB)
 #define NR_PAGES	1024
 #define BATCH		64
+#define NPAIRS		4	/* faults of different QPs proceed in parallel */
 #define KMEM_LIMIT_KB	1024
 
 struct spot {
@@ -101,7 +102,7 @@ static void pick_spots(struct spot *s, int n, size_t len, uint64_t seed,
 
 struct huge {
 	struct t_dev *d;
-	struct t_rc_pair p;
+	struct t_rc_pair p[NPAIRS];
 	uint8_t *base;
 	size_t len;
 	struct ibv_mr *mr;	/* over the huge range */
@@ -112,6 +113,8 @@ struct huge {
 
 static int huge_local_setup(struct huge *h)
 {
+	int i;
+
 	h->llen = (size_t)NR_PAGES * 2 * T_PAGE;
 	h->src = t_mmap(h->llen);
 	h->dst = t_mmap(h->llen);
@@ -121,12 +124,18 @@ static int huge_local_setup(struct huge *h)
 	h->dmr = t_reg_mr(h->d, h->dst, h->llen, T_ACCESS_ALL);
 	if (!h->smr || !h->dmr)
 		return -1;
-	return t_rc_pair_create(h->d, &h->p, NULL);
+	for (i = 0; i < NPAIRS; i++)
+		if (t_rc_pair_create(h->d, &h->p[i], NULL))
+			return -1;
+	return 0;
 }
 
 static void huge_local_teardown(struct huge *h)
 {
-	t_rc_pair_destroy(&h->p);
+	int i;
+
+	for (i = 0; i < NPAIRS; i++)
+		t_rc_pair_destroy(&h->p[i]);
 	t_dereg_mr(h->smr);
 	t_dereg_mr(h->dmr);
 	t_munmap(h->src, h->llen);
@@ -141,17 +150,24 @@ static bool post_batches(struct huge *h, enum ibv_wr_opcode op,
 	const char *what = op == IBV_WR_RDMA_WRITE ? "WRITE" : "READ";
 	uint8_t *lbuf = op == IBV_WR_RDMA_WRITE ? h->src : h->dst;
 	uint32_t lkey = op == IBV_WR_RDMA_WRITE ? h->smr->lkey : h->dmr->lkey;
-	int i, k;
+	int i, k, q, posted[NPAIRS];
 
+	/* Spot k goes on pair k % NPAIRS. */
 	for (i = 0; i < n; i += BATCH) {
-		for (k = i; k < n && k < i + BATCH; k++)
-			if (t_post_rdma(h->p.qp[0], op, k, lbuf + s[k].loff,
+		memset(posted, 0, sizeof(posted));
+		for (k = i; k < n && k < i + BATCH; k++) {
+			q = k % NPAIRS;
+			if (t_post_rdma(h->p[q].qp[0], op, k, lbuf + s[k].loff,
 					s[k].size, lkey,
 					(uintptr_t)h->base + s[k].off,
 					h->mr->rkey))
 				return false;
-		if (!t_wait_ok(h->p.scq[0], k - i, what))
-			return false;
+			posted[q]++;
+		}
+		for (q = 0; q < NPAIRS; q++)
+			if (posted[q] && !t_wait_ok(h->p[q].scq[0], posted[q],
+						    what))
+				return false;
 	}
 	return true;
 }
