@@ -190,4 +190,15 @@ for p in ${RDMA_CORE_TESTS:-}; do
 done
 cd "$WORK"
 # -u: stream results as they come; stdin closed: no test reads it.
+# rdma-core 44's rxe provider has no advise_mr, so its prefetch tests skip
+# ("Advise MR ... is not supported").  librxeodp supplies it: preloaded, it
+# makes ibv_advise_mr() work on rxe contexts (and changes nothing else), so
+# those tests run against our kernel's advise_mr.  Not with the stock
+# module, which has none.  RDMA_CORE_PRELOAD=0 turns it off.
+PRELOAD=${RXE_ODP_BUILD:-$HERE/../../build}/userspace/librxeodp-preload.so
+if [ "${RDMA_CORE_PRELOAD:-1}" = 1 ] && [ "${RXE_STOCK:-0}" != 1 ] &&
+   [ -f "$PRELOAD" ]; then
+	echo "# rdma-core: ibv_advise_mr from $PRELOAD (LD_PRELOAD)"
+	export LD_PRELOAD=$PRELOAD${LD_PRELOAD:+:$LD_PRELOAD}
+fi
 python3 -u "$WORK/tap_runner.py" "$@" --dev "$DEV" --port 1 --gid "$GID" </dev/null
