@@ -91,7 +91,8 @@ struct ibv_mr *t_reg_mr_mode(struct t_dev *d, void *addr, size_t len,
 void t_dereg_mr(struct ibv_mr *mr);
 
 /* Two RC QPs connected to each other; qp[1] may take its receives from
- * an SRQ.  Each QP has its own send and receive CQ. */
+ * an SRQ.  Each QP has its own send and receive CQ.
+ */
 struct t_rc_pair {
 	struct ibv_cq *scq[2];
 	struct ibv_cq *rcq[2];
@@ -135,7 +136,8 @@ int t_post_recv(struct ibv_qp *qp, uint64_t wr_id, void *addr, uint32_t len,
 int t_post_srq_recv(struct ibv_srq *srq, uint64_t wr_id, void *addr,
 		    uint32_t len, uint32_t lkey);
 /* IBV_WR_ATOMIC_CMP_AND_SWP or IBV_WR_ATOMIC_FETCH_AND_ADD; the original
- * value lands in *@result. */
+ * value lands in *@result.
+ */
 int t_post_atomic(struct ibv_qp *qp, enum ibv_wr_opcode op, uint64_t wr_id,
 		  uint64_t *result, uint32_t lkey, uint64_t raddr,
 		  uint32_t rkey, uint64_t compare_add, uint64_t swap);
@@ -149,7 +151,8 @@ int t_poll(struct ibv_cq *cq, int n, struct ibv_wc *wc);
 /* Collect @n completions and require IBV_WC_SUCCESS for each. */
 bool t_wait_ok(struct ibv_cq *cq, int n, const char *what);
 /* Post one RDMA op on pair->qp[0] and wait; returns the completion
- * status, or -1 if posting failed or the wait timed out. */
+ * status, or -1 if posting failed or the wait timed out.
+ */
 int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 		uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey);
 
@@ -164,7 +167,8 @@ uint64_t t_rand64(uint64_t *state);
 /* Index of the first differing byte, or -1. */
 ssize_t t_cmp(const void *got, const void *exp, size_t len);
 /* Compare and, on a mismatch, say where: "# WHAT: first mismatch at
- * offset ...".  Returns true if equal. */
+ * offset ...".  Returns true if equal.
+ */
 bool t_check(const void *got, const void *exp, size_t len,
 	     const char *what);
 /* Same against a constant byte. */
@@ -173,7 +177,8 @@ bool t_check_byte(const void *got, int c, size_t len, const char *what);
 /* /proc/meminfo field in KiB, or -1. */
 long t_meminfo_kb(const char *key);
 /* Kernel memory that registration could consume: Slab + VmallocUsed +
- * PageTables, in KiB. */
+ * PageTables, in KiB.
+ */
 long t_kmem_kb(void);
 double t_now(void);	/* seconds, CLOCK_MONOTONIC */
 

@@ -158,7 +158,8 @@ static bool rdma_batch(struct t_rc_pair *p, enum ibv_wr_opcode op,
 }
 
 /* @rounds > 1: write new data again into the pages the first round
- * faulted in (the warm path). */
+ * faulted in (the warm path).
+ */
 static bool rc_write(int rounds)
 {
 	struct msg m[NR_RC];
@@ -325,7 +326,7 @@ static bool check_recv_wcs(struct ibv_cq *cq, const struct msg *m, int n,
 			ok = false;
 			continue;
 		}
-		if (wc[i].opcode != IBV_WC_RECV || wc[i].wr_id != (unsigned)k ||
+		if (wc[i].opcode != IBV_WC_RECV || wc[i].wr_id != (unsigned int)k ||
 		    wc[i].byte_len != m[k].size || wc[i].qp_num != qpn) {
 			t_diag("receive %d: opcode %d wr_id %llu byte_len %u qp %u; expected RECV wr_id %d byte_len %zu qp %u",
 			       i, wc[i].opcode,
@@ -396,7 +397,8 @@ out_bufs:
 #define NR_ATOMIC	24
 
 /* 8-byte aligned targets on 16 pages: first, middle and last word of pages,
- * half of the pages initialised by the CPU, half untouched (read as 0). */
+ * half of the pages initialised by the CPU, half untouched (read as 0).
+ */
 static size_t atomic_target(int i)
 {
 	static const size_t in_page[3] = { 0, 2048 + 8, T_PAGE - 8 };
@@ -549,7 +551,7 @@ static bool ud_send(void)
 	ok = got == n && ok;
 	for (i = 0; i < got; i++) {
 		if (wc[i].status != IBV_WC_SUCCESS ||
-		    wc[i].wr_id != (unsigned)i ||
+		    wc[i].wr_id != (unsigned int)i ||
 		    wc[i].byte_len != T_GRH + m[i].size ||
 		    wc[i].src_qp != p.qp[0]->qp_num ||
 		    !(wc[i].wc_flags & IBV_WC_GRH)) {
