@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0 OR Linux-OpenIB
+/*
+ * odp_lifetime: ODP MRs going away with traffic in flight.
+ *
+ * Each case runs in a child process with its own device context, streams
+ * RDMA WRITEs and READs into cold memory of ODP MRs (so the QPs park on
+ * page faults), and then:
+ *  - deregisters the target MR while operations are in flight: every
+ *    operation completes (successfully or with an error), nothing hangs;
+ *  - exits with its QPs, MRs and context still open;
+ *  - is killed with SIGKILL in the middle of the traffic.
+ * After each, the device's resources ('rdma resource show') must be back
+ * to what they were before the child started.  The kernel log is checked
+ * by the test bed: no warning, no splat.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "odptest.h"
+
+#define LEN	(16 * T_MIB)
+#define CHUNK	(64 * T_KIB)
+#define INFLIGHT	64
+
+struct res {
+	long pd, cq, qp, mr, ctx;
+};
+
+static const char *devname;
+
+/* Counts of the device's resources, from 'rdma resource show'. */
+static int res_read(struct res *r)
+{
+	char cmd[128], line[512];
+	bool found = false;
+	FILE *f;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(cmd, sizeof(cmd), "rdma resource show %s 2>&1", devname);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *p;
+
+		if (!strstr(line, devname))
+			continue;
+		found = true;
+		p = strstr(line, " pd ");
+		r->pd = p ? atol(p + 4) : -1;
+		p = strstr(line, " cq ");
+		r->cq = p ? atol(p + 4) : -1;
+		p = strstr(line, " qp ");
+		r->qp = p ? atol(p + 4) : -1;
+		p = strstr(line, " mr ");
+		r->mr = p ? atol(p + 4) : -1;
+		p = strstr(line, " ctx ");
+		r->ctx = p ? atol(p + 5) : -1;
+	}
+	pclose(f);
+	return found ? 0 : -1;
+}
+
+static bool res_back(const struct res *base)
+{
+	struct res now;
+	int i;
+
+	/* teardown of a dead process's context is asynchronous */
+	for (i = 0; i < 100; i++) {
+		if (!res_read(&now) && now.pd == base->pd && now.cq == base->cq &&
+		    now.qp == base->qp && now.mr == base->mr &&
+		    now.ctx == base->ctx)
+			return true;
+		usleep(100000);
+	}
+	t_diag("resources now: pd %ld cq %ld qp %ld mr %ld ctx %ld; before: pd %ld cq %ld qp %ld mr %ld ctx %ld",
+	       now.pd, now.cq, now.qp, now.mr, now.ctx,
+	       base->pd, base->cq, base->qp, base->mr, base->ctx);
+	return false;
+}
+
+enum how { DEREG_IN_FLIGHT, EXIT_OPEN, KILLED };
+
+/*
+ * The child: cold ODP memory on both sides, INFLIGHT operations posted.
+ * Exit status: 0 as expected, 1 a setup failure, 2 a hang or a lost
+ * completion.
+ */
+static int child(enum how how, int ready_fd)
+{
+	struct t_dev dev;
+	struct t_rc_pair p;
+	struct ibv_mr *lmr, *rmr;
+	uint8_t *local, *remote;
+	struct ibv_wc wc[INFLIGHT];
+	int i, got = 0;
+
+	if (t_dev_open(&dev) || t_rc_pair_create(&dev, &p, NULL))
+		return 1;
+	local = t_mmap(LEN);
+	remote = t_mmap(LEN);
+	lmr = local ? t_reg_mr(&dev, local, LEN, T_ACCESS_ALL) : NULL;
+	rmr = remote ? t_reg_mr(&dev, remote, LEN, T_ACCESS_ALL) : NULL;
+	if (!lmr || !rmr)
+		return 1;
+
+	for (i = 0; i < INFLIGHT; i++) {
+		size_t off = (size_t)i * (LEN / INFLIGHT);
+
+		if (t_post_rdma(p.qp[0], i & 1 ? IBV_WR_RDMA_READ
+					       : IBV_WR_RDMA_WRITE,
+				i, local + off, CHUNK, lmr->lkey,
+				(uintptr_t)remote + off, rmr->rkey))
+			return 1;
+	}
+
+	switch (how) {
+	case DEREG_IN_FLIGHT:
+		if (ibv_dereg_mr(rmr))
+			return 1;
+		/* every operation completes, with success or an error */
+		while (got < INFLIGHT) {
+			int n = t_poll(p.scq[0], INFLIGHT - got, wc);
+
+			if (n <= 0)
+				return 2;
+			got += n;
+		}
+		t_rc_pair_destroy(&p);
+		t_dereg_mr(lmr);
+		t_dev_close(&dev);
+		return 0;
+	case EXIT_OPEN:
+		/* leave everything to the kernel's cleanup */
+		_exit(0);
+	case KILLED:
+		/* tell the parent the traffic is running, then wait */
+		if (write(ready_fd, "r", 1) != 1)
+			return 1;
+		pause();
+		return 0;
+	}
+	return 1;
+}
+
+static void run(enum how how, const char *name)
+{
+	struct res base;
+	int fds[2], status = -1;
+	pid_t pid;
+	char c;
+
+	if (res_read(&base)) {
+		t_result(false, "%s: read 'rdma resource show'", name);
+		t_skip("no baseline", "%s: resources back to baseline", name);
+		return;
+	}
+	if (pipe(fds))
+		t_bail("pipe: %s", strerror(errno));
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		t_bail("fork: %s", strerror(errno));
+	if (!pid) {
+		int null = open("/dev/null", O_WRONLY);
+
+		/* the child's diagnostics must not mix into our TAP */
+		close(fds[0]);
+		if (null >= 0)
+			dup2(null, STDOUT_FILENO);
+		_exit(child(how, fds[1]));
+	}
+	close(fds[1]);
+	if (how == KILLED) {
+		if (read(fds[0], &c, 1) == 1)
+			usleep(200000);	/* in the middle of the faults */
+		kill(pid, SIGKILL);
+	}
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+
+	if (how == KILLED)
+		t_result(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+			 "%s: the owner was killed mid-traffic", name);
+	else
+		t_result(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			 "%s: child finished cleanly (status %#x)", name,
+			 status);
+	t_result(res_back(&base), "%s: 'rdma resource show' back to baseline",
+		 name);
+}
+
+int main(int argc, char **argv)
+{
+	t_init(argc, argv, "ODP MRs going away with traffic in flight");
+	devname = getenv("RXE_DEV") ? getenv("RXE_DEV") : "rxe0";
+	t_plan(6);
+	run(DEREG_IN_FLIGHT, "deregister the target MR with 64 operations in flight");
+	run(EXIT_OPEN, "exit with QPs and MRs open and operations in flight");
+	run(KILLED, "SIGKILL of the MR owner mid-traffic");
+	return t_finish();
+}
