@@ -11,7 +11,7 @@
 #
 # Environment:
 #   ODP_TEST_MODES     "odp" (default), "pinned", or "odp pinned"
-#   ODP_TEST_PROGS     programs to run (default: all six)
+#   ODP_TEST_PROGS     programs to run (default: all of them, below)
 #   ODP_TEST_TIMEOUT   seconds per program (default 240)
 #   RXE_ODP_BUILD      build directory (default: TOP/build)
 #
