@@ -49,8 +49,9 @@ clean:
 # Debian packages (make deb -> $(BUILD)/deb: rxe-odp-dkms, librxeodp1,
 # librxeodp-dev, checked with lintian), or DKMS directly (sudo make install;
 # DESTDIR= only stages the files, PREFIX= is librxeodp's, default
-# /usr/local).
-.PHONY: install uninstall deb
+# /usr/local).  make check installs the packages in the guest
+# (tests/guest/98-deb-install.sh), so it builds them first.
+.PHONY: install uninstall deb deb-test-source
 
 deb: deps
 	@scripts/mkdeb.sh $(BUILD)/deb
@@ -60,3 +61,10 @@ install:
 
 uninstall:
 	@BUILD="$(BUILD)" DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install.sh uninstall
+
+# The guest's DKMS build reads rxe from a small cut of linux-source-6.1
+# (xz-decompressing all of it takes TCG many minutes).
+check: deb deb-test-source
+
+deb-test-source: deps
+	@scripts/rxe-source-subset.sh $(BUILD)/deb/test
