@@ -1,7 +1,10 @@
 # rxe-odp: On-Demand Paging for Soft-RoCE (rxe) on Debian 12's 6.1 kernel.
 #
 #   make check   install deps, build rdma_rxe.ko, boot the test VM, run all tests
+#   make check-debug  the same on a KASAN/lockdep/kmemleak kernel (slow)
 #   make demo    boot the VM and compare ib_write_bw with pinned and ODP MRs
+#   make bench   benchmarks, pinned against ODP (~20-25 min under TCG; not
+#                part of check): bench/results/
 #
 # KVER selects the Debian 6.1 kernel to build for and boot (default: the
 # newest installed one).  Variables are expanded lazily so that they see
@@ -12,7 +15,7 @@ BUILD ?= $(CURDIR)/build
 MODDIR = $(BUILD)/$(KVER)
 MODULE = $(MODDIR)/rdma_rxe.ko
 
-.PHONY: all deps module userspace tests check demo sparse checkpatch clean
+.PHONY: all deps module userspace tests check check-debug demo sparse checkpatch clean
 
 all: module userspace tests
 
@@ -32,7 +35,13 @@ tests: deps userspace
 check: module tests
 	@tests/vm/check.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/check
 
-demo: module tests
+# The whole suite on a debug kernel (KASAN, lockdep, kmemleak, fault
+# injection) built from linux-source-6.1 and cached in /var/cache/rxe-odp:
+# the first build takes over an hour here, so it is not part of check.
+check-debug: deps tests
+	@BUILD=$(BUILD) tests/vm/check-debug.sh --out $(BUILD)/check-debug
+
+demo: module tests bench-build
 	@tests/vm/demo.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/demo
 
 # Static checks of our kernel code (sparse and checkpatch --strict).
@@ -68,3 +77,12 @@ check: deb deb-test-source
 
 deb-test-source: deps
 	@scripts/rxe-source-subset.sh $(BUILD)/deb/test
+
+# Benchmarks: perftest and micro-benchmarks, pinned against ODP, in one VM
+# boot; writes bench/results/ (results.md, bench.csv, raw.csv, *.png).
+.PHONY: bench bench-build
+bench-build: userspace
+	@$(MAKE) -s -C bench BUILD=$(BUILD)
+
+bench: module bench-build
+	@bench/run.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/bench-run

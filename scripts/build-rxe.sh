@@ -10,6 +10,13 @@
 # 3. apply drivers/patches/series in order (quilt layout, -p1);
 # 4. add our own sources (kernel/ notifier core, drivers/ rxe ODP code);
 # 5. build against /lib/modules/KVER/build with the top-level Kbuild.
+#
+# KDIR=DIR builds against another kernel tree.  For a kernel built from
+# linux-source-6.1 itself (the debug kernel of scripts/build-debug-kernel.sh)
+# there is no linux-headers package to compare: set also
+# RXE_KDIR_SOURCE_VERSION to the Debian version of linux-source-6.1 that
+# KDIR was built from, and step 1 compares that with the installed
+# linux-source-6.1 instead.
 set -eu
 
 die() { echo "build-rxe: error: $*" >&2; exit 1; }
@@ -19,6 +26,7 @@ KVER=$1
 mkdir -p "$2"; OUT=$(cd "$2" && pwd)
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 TARBALL=${LINUX_SOURCE_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
+KDIR_GIVEN=${KDIR:+1}
 KDIR=${KDIR:-/lib/modules/$KVER/build}
 
 [ -f "$TARBALL" ] || die "$TARBALL missing (apt install linux-source-6.1)"
@@ -26,10 +34,18 @@ KDIR=${KDIR:-/lib/modules/$KVER/build}
 
 src_ver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null) ||
 	die "linux-source-6.1 is not an installed Debian package"
-hdr_ver=$(dpkg-query -W -f='${Version}' "linux-headers-$KVER" 2>/dev/null) ||
-	die "linux-headers-$KVER is not an installed Debian package"
-[ "$src_ver" = "$hdr_ver" ] ||
-	die "linux-source-6.1 is $src_ver but linux-headers-$KVER is $hdr_ver: install matching versions"
+if [ -n "${RXE_KDIR_SOURCE_VERSION:-}" ]; then
+	# A tree built from linux-source-6.1 (KDIR must be given explicitly).
+	[ -n "$KDIR_GIVEN" ] ||
+		die "RXE_KDIR_SOURCE_VERSION needs KDIR= (the tree built from linux-source-6.1)"
+	[ "$src_ver" = "$RXE_KDIR_SOURCE_VERSION" ] ||
+		die "linux-source-6.1 is $src_ver but $KDIR was built from linux-source-6.1 $RXE_KDIR_SOURCE_VERSION: rebuild it"
+else
+	hdr_ver=$(dpkg-query -W -f='${Version}' "linux-headers-$KVER" 2>/dev/null) ||
+		die "linux-headers-$KVER is not an installed Debian package"
+	[ "$src_ver" = "$hdr_ver" ] ||
+		die "linux-source-6.1 is $src_ver but linux-headers-$KVER is $hdr_ver: install matching versions"
+fi
 
 stamp="$src_ver $(cat "$TOP/drivers/patches/series" | tr '\n' ' ')"
 rm -rf "$OUT.tmp"

@@ -15,10 +15,13 @@
 # Usage:
 #   tests/vm/check.sh --kver KVER --module PATH.ko --out DIR
 #                     [--stock] [--timeout SEC] [--quiet]
+#                     [--kernel IMAGE --modroot DIR] [--append ARGS]
 #   --stock       test the distribution's rdma_rxe (baseline numbers)
 #   --timeout     guest time limit in seconds (default 3600: the whole
 #                 suite under TCG; each script also has TEST_TIMEOUT)
 #   --quiet       print only failures, the host results and the summary
+#   --kernel, --modroot, --append   passed to run-vm.sh: boot a kernel
+#                 built here instead of Debian's (tests/vm/check-debug.sh)
 # Environment: TESTS and TEST_TIMEOUT select scripts / set their time limit
 # (see tests/guest/run-all.sh); RDMA_CORE_TESTS picks rdma-core tests (see
 # tests/guest/90-rdma-core.sh).  E.g. only the module checks and the
@@ -30,7 +33,7 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-KVER="" MODULE="" OUT="" STOCK=() TIMEOUT=3600 QUIET=0
+KVER="" MODULE="" OUT="" STOCK=() TIMEOUT=3600 QUIET=0 VMARGS=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kver) KVER=${2:?}; shift 2 ;;
@@ -39,7 +42,8 @@ while [ $# -gt 0 ]; do
 	--stock) STOCK=(--stock); shift ;;
 	--timeout) TIMEOUT=${2:?}; shift 2 ;;
 	--quiet) QUIET=1; shift ;;
-	*) echo "check: usage: check.sh --kver KVER --module PATH.ko --out DIR [--stock] [--timeout SEC] [--quiet]" >&2; exit 64 ;;
+	--kernel|--modroot|--append) VMARGS+=("$1" "${2?}"); shift 2 ;;
+	*) echo "check: usage: check.sh --kver KVER --module PATH.ko --out DIR [--stock] [--timeout SEC] [--quiet] [--kernel IMAGE --modroot DIR] [--append ARGS]" >&2; exit 64 ;;
 	esac
 done
 if [ -z "$KVER" ] || [ -z "$MODULE" ] || [ -z "$OUT" ]; then
@@ -92,7 +96,8 @@ while IFS= read -r line; do
 	*) out "# $line" ;;
 	esac
 done < <("$TOP/tests/vm/run-vm.sh" --kver "$KVER" --module "$MODULE" \
-	--out "$OUT" --timeout "$TIMEOUT" --brief "${STOCK[@]+"${STOCK[@]}"}" -- tests/guest/run-all.sh 2>&1 || true)
+	--out "$OUT" --timeout "$TIMEOUT" --brief "${STOCK[@]+"${STOCK[@]}"}" \
+	"${VMARGS[@]+"${VMARGS[@]}"}" -- tests/guest/run-all.sh 2>&1 || true)
 secs=$(( $(date +%s) - t0 ))
 
 status() { sed -n "s/^$1=//p" "$OUT/status" 2>/dev/null || true; }

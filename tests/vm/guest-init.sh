@@ -22,12 +22,13 @@ BUSYBOX=$(command -v busybox)
 # The initramfs unmounted /proc and /sys and moved /dev here.  (Careful:
 # below our mounts, the host's /proc, /sys and /dev show through 9p.)
 mount -t proc proc /proc
-OUT="" TOP=""
+OUT="" TOP="" MODROOT=""
 # shellcheck disable=SC2013,SC2046  # word splitting is what we want here
 for a in $(</proc/cmdline); do
 	case "$a" in
 	rxeodp_out=*) OUT=${a#rxeodp_out=} ;;
 	rxeodp_top=*) TOP=${a#rxeodp_top=} ;;
+	rxeodp_modroot=*) MODROOT=${a#rxeodp_modroot=} ;;
 	esac
 done
 mount -t sysfs sysfs /sys
@@ -94,6 +95,15 @@ case " $TOP/ $OUT/ $RXE_MODULE $RXE_ODP_BUILD/ " in
 *" /tmp/"*) log "host paths under /tmp: keeping the host's /tmp (read-only below a tmpfs overlay)" ;;
 *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;;
 esac
+# A kernel built here (run-vm.sh --kernel/--modroot) has its modules in
+# the host's MODROOT/lib/modules/KVER: put them where modprobe looks.
+if [ -n "$MODROOT" ]; then
+	krel=$(uname -r)
+	[ "$krel" = "$RXE_KVER" ] || { log "booted kernel is $krel, not $RXE_KVER (--kver)"; exit 1; }
+	mkdir -p "/lib/modules/$RXE_KVER"
+	mount --bind "$MODROOT/lib/modules/$RXE_KVER" "/lib/modules/$RXE_KVER"
+	log "modules of $RXE_KVER from $MODROOT"
+fi
 log "kernel $(uname -r), $(nproc) CPUs, NUMA nodes $(cat /sys/devices/system/node/online), $(sed -n 's/MemTotal: *//p' /proc/meminfo)"
 
 hostname rxe-vm 2>/dev/null || true

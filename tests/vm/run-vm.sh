@@ -8,6 +8,7 @@
 #   tests/vm/run-vm.sh --kver KVER --module PATH.ko --out DIR
 #                      [--timeout SEC] [--mem MiB] [--hugepages N]
 #                      [--stock] [--env NAME=VALUE]... [--quiet] [--brief]
+#                      [--kernel IMAGE --modroot DIR] [--append ARGS]
 #                      -- CMD [ARGS...]
 #
 #   --kver KVER      kernel to boot: /boot/vmlinuz-KVER, /lib/modules/KVER
@@ -23,6 +24,15 @@
 #   --quiet          do not copy the guest's output to stdout
 #   --brief          on failure, do not print the console tail and the
 #                    kernel log lines (the caller reports them itself)
+#   --kernel IMAGE   boot IMAGE instead of /boot/vmlinuz-KVER (a kernel
+#                    built here, e.g. scripts/build-debug-kernel.sh's);
+#                    KVER must then be its release (uname -r)
+#   --modroot DIR    its modules are in DIR/lib/modules/KVER (make
+#                    modules_install INSTALL_MOD_PATH=DIR), not in the
+#                    host's /lib/modules/KVER; the guest bind-mounts them
+#                    there.  Modules of the initramfs list that such a
+#                    kernel has neither built in nor built are skipped.
+#   --append ARGS    more kernel command line arguments
 #
 # Host environment: RXE_VM_ACCEL=kvm|tcg|auto (default auto: KVM if a
 # probe guest really runs under it, else TCG; the probe result is cached
@@ -70,6 +80,7 @@ msg() { echo "run-vm: $*" >&2; }
 usage() { sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//' >&2; exit 64; }
 
 KVER="" MODULE="" OUT="" TIMEOUT=1800 MEM=2048 HUGEPAGES=64 STOCK=0 QUIET=0 BRIEF=0
+KERNEL="" MODROOT="" APPEND=""
 EXTRA_ENV=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -83,6 +94,9 @@ while [ $# -gt 0 ]; do
 	--env) EXTRA_ENV+=("${2:?}"); shift 2 ;;
 	--quiet) QUIET=1; shift ;;
 	--brief) BRIEF=1; shift ;;
+	--kernel) KERNEL=${2:?}; shift 2 ;;
+	--modroot) MODROOT=${2:?}; shift 2 ;;
+	--append) APPEND=${2?}; shift 2 ;;
 	-h|--help) usage ;;
 	--) shift; break ;;
 	*) echo "run-vm: unknown argument: $1" >&2; usage ;;
@@ -94,9 +108,22 @@ done
 case "$TIMEOUT$MEM$HUGEPAGES" in *[!0-9]*) die "--timeout/--mem/--hugepages take numbers" ;; esac
 [ $((MEM % 4)) -eq 0 ] && [ "$MEM" -ge 512 ] || die "--mem must be >= 512 and a multiple of 4"
 
-KERNEL=/boot/vmlinuz-$KVER
-MODDIR=/lib/modules/$KVER
-[ -r "$KERNEL" ] || die "$KERNEL missing or unreadable (apt install linux-image-$KVER)"
+if [ -n "$KERNEL" ]; then
+	[ -n "$MODROOT" ] || die "--kernel needs --modroot (where its modules are)"
+	[ -r "$KERNEL" ] || die "$KERNEL missing or unreadable"
+	KERNEL=$(cd "$(dirname "$KERNEL")" && pwd)/$(basename "$KERNEL")
+else
+	KERNEL=/boot/vmlinuz-$KVER
+	[ -r "$KERNEL" ] || die "$KERNEL missing or unreadable (apt install linux-image-$KVER)"
+fi
+if [ -n "$MODROOT" ]; then
+	MODROOT=$(cd "$MODROOT" 2>/dev/null && pwd) || die "--modroot: no such directory"
+	MODDIR=$MODROOT/lib/modules/$KVER
+	MODINFO=(modinfo -b "$MODROOT" -k "$KVER")
+else
+	MODDIR=/lib/modules/$KVER
+	MODINFO=(modinfo -k "$KVER")
+fi
 [ -d "$MODDIR" ] || die "$MODDIR missing"
 if [ -n "$MODULE" ]; then
 	[ -f "$MODULE" ] || die "module $MODULE not found (run make module)"
@@ -105,7 +132,7 @@ fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 # Paths travel on the kernel command line and through 9p: keep them simple.
-case "$TOP$OUT$MODULE" in *[!A-Za-z0-9_./+-]*) die "paths must not contain spaces or special characters: $TOP $OUT $MODULE" ;; esac
+case "$TOP$OUT$MODULE$MODROOT" in *[!A-Za-z0-9_./+-]*) die "paths must not contain spaces or special characters: $TOP $OUT $MODULE $MODROOT" ;; esac
 
 # BUILD is where the Makefile puts everything; the module lives in
 # BUILD/KVER/rdma_rxe.ko, so derive it from there unless told otherwise.
@@ -146,7 +173,11 @@ build_initramfs() {
 	mknod -m 600 "$tmp/dev/console" c 5 1 2>/dev/null || true
 	for m in $INITRD_MODS; do
 		# modinfo knows where the module is; "(builtin)" needs no file.
-		f=$(modinfo -k "$KVER" -F filename "$m" 2>/dev/null) || { rm -rf "$tmp"; die "module $m not found for $KVER"; }
+		if ! f=$("${MODINFO[@]}" -F filename "$m" 2>/dev/null); then
+			# a kernel of our own may simply not have it (fscache, say)
+			[ -n "$MODROOT" ] && continue
+			rm -rf "$tmp"; die "module $m not found for $KVER"
+		fi
 		case "$f" in
 		"(builtin)"|"") continue ;;
 		# busybox insmod cannot read compressed modules: unpack them here.
@@ -199,7 +230,8 @@ EOF
 	mv -f "$tmp.cpio.gz" "$dst"   # atomic: concurrent runs may share the cache
 }
 
-key=$( { echo "$KVER"; cat "$SELF"; ls -lL "$BUSYBOX"; } | sha256sum | cut -c1-16)
+key=$( { echo "$KVER"; cat "$SELF"; ls -lL "$BUSYBOX"; [ -z "$MODROOT" ] || ls -lL "$MODDIR/modules.dep" "$KERNEL"; } |
+	sha256sum | cut -c1-16)
 INITRD=$VMDIR/initramfs-$KVER-$key.cpio.gz
 if [ ! -s "$INITRD" ]; then
 	msg "building $INITRD"
@@ -300,7 +332,7 @@ QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
 	-numa node,nodeid=0,cpus=0,memdev=mem0
 	-numa node,nodeid=1,cpus=1,memdev=mem1
 	-kernel "$KERNEL" -initrd "$INITRD"
-	-append "console=ttyS0 panic=-1 hugepages=$HUGEPAGES rxeodp_top=$TOP rxeodp_out=$OUT"
+	-append "console=ttyS0 panic=-1 hugepages=$HUGEPAGES rxeodp_top=$TOP rxeodp_out=$OUT${MODROOT:+ rxeodp_modroot=$MODROOT}${APPEND:+ $APPEND}"
 	-serial "file:$OUT/console.log"
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
 	-virtfs "local,path=$OUT,mount_tag=out,security_model=none,multidevs=remap"
