@@ -9,7 +9,7 @@ rdma-core ibverbs-utils rdmacm-utils perftest infiniband-diags
 libibverbs-dev librdmacm-dev python3-pyverbs
 numactl libnuma-dev iproute2
 build-essential bc flex bison libelf-dev libssl-dev xz-utils patch
-sparse gnuplot-nox
+sparse gnuplot-nox python3
 dkms dh-dkms debhelper lintian pkgconf"
 
 missing=""

@@ -7,8 +7,14 @@
 #   mode  size  bw_MBps  status      (status "ok" or "failed: <reason>")
 # and keeps each run's logs as $RXE_OUT/demo-<mode>-<size>-{server,client}.log.
 #
+# Then the registration time of a 1 GiB MR, pinned and ODP, three times
+# each, with odp_bench (make bench-build) into $RXE_OUT/demo-reg.csv
+# (bench/src/odp_bench.c's rows; its progress in demo-reg.log; a failure
+# leaves demo-reg.failed with the reason).
+#
 # Environment: DEMO_SIZES (default "65536"), DEMO_DURATION seconds per run
-# (default 5), DEMO_MODES (default "pinned odp"), RXE_DEV, RXE_GID.
+# (default 5), DEMO_MODES (default "pinned odp"), DEMO_REG (default 1; 0
+# skips the registration), RXE_DEV, RXE_GID.
 set -eu
 
 DEV=${RXE_DEV:-rxe0}
@@ -108,3 +114,18 @@ for size in $SIZES; do
 		echo "demo: $mode, $size bytes: $bw MB/s, $status"
 	done
 done
+
+# Registration of a 1 GiB MR both ways (populated memory; the first ODP MR
+# of the process, which also sets up the mm's notifier, is measured apart).
+REG_BIN=${RXE_ODP_BUILD:-$PWD/build}/bench/odp_bench
+rm -f "$OUT/demo-reg.csv" "$OUT/demo-reg.log" "$OUT/demo-reg.failed"
+if [ "${DEMO_REG:-1}" = 1 ]; then
+	if [ -x "$REG_BIN" ]; then
+		echo "demo: registration of a 1 GiB MR, pinned and ODP, 3 times each"
+		timeout -k 5 600 "$REG_BIN" reg --sizes 1G --reps 3 --csv "$OUT/demo-reg.csv" \
+			>"$OUT/demo-reg.log" 2>&1 ||
+			echo "odp_bench reg exited with status $?: see demo-reg.log" >"$OUT/demo-reg.failed"
+	else
+		echo "$REG_BIN missing (make bench-build)" >"$OUT/demo-reg.failed"
+	fi
+fi
