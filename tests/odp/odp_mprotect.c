@@ -11,7 +11,11 @@
  *    where it never touched them;
  *  - an RDMA READ whose local SGE lies in a read-only range completes with
  *    IBV_WC_LOC_PROT_ERR and changes no byte;
- *  - after mprotect(PROT_READ | PROT_WRITE), on a new QP pair, writes land.
+ *  - after mprotect(PROT_READ | PROT_WRITE), on a new QP pair, writes land;
+ *  - a multi-packet RDMA READ that runs into PROT_NONE pages after its
+ *    first response packets completes with IBV_WC_REM_ACCESS_ERR (the
+ *    responder NAKs in the middle of its response), and the local buffer
+ *    keeps only what the packets before the error carried.
  *
  * Pinned MRs (--pinned) do not follow mprotect: the pages were pinned
  * writable at registration, so the device keeps writing into them.  The
@@ -30,7 +34,7 @@
 #define LEN	(NPAGES * T_PAGE)
 
 static struct t_dev dev;
-static uint8_t *buf, *copy, *local;
+static uint8_t *buf, *copy, *local, *rd;
 static struct ibv_mr *mr, *lmr, *rdmr;
 
 static const char *st(int s)
@@ -143,18 +147,62 @@ static bool read_into_readonly(void)
 	return ok;
 }
 
+/*
+ * RDMA READ of the whole buffer after its second half has become PROT_NONE:
+ * the first pages are mapped for the device (case 1 read them), so the
+ * responder sends their response packets before it finds the rest gone.
+ */
+static bool read_cut_off(void)
+{
+	size_t good = 4 * T_PAGE;
+	struct t_rc_pair p;
+	bool ok;
+	int s;
+
+	if (t_rc_pair_create(&dev, &p, NULL))
+		return false;
+	ok = do_mprotect(buf + good, LEN - good, PROT_NONE);
+	memset(rd, 0xa5, LEN);
+	s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rd, LEN, rdmr->lkey,
+			(uintptr_t)buf, mr->rkey);
+	t_diag("READ of %zu bytes, the last %zu of them PROT_NONE: %s", (size_t)LEN,
+	       (size_t)LEN - good, st(s));
+	ok = do_mprotect(buf + good, LEN - good, PROT_READ | PROT_WRITE) && ok;
+	if (t_odp) {
+		size_t i = good;
+
+		ok = s == IBV_WC_REM_ACCESS_ERR && ok;
+		/* what arrived before the NAK is the data, the rest untouched */
+		ok = t_check(rd, copy, good, "READ before the PROT_NONE pages") &&
+		     ok;
+		while (i < LEN && rd[i] == 0xa5)
+			i++;
+		if (i < LEN)
+			t_diag("byte %zu of the READ target changed after the error",
+			       i);
+		ok = i == LEN && ok;
+		if (s != 0)
+			qp_states(&p);
+	} else {
+		ok = s == IBV_WC_SUCCESS && ok;
+		ok = t_check(rd, copy, LEN, "pinned READ of PROT_NONE pages") &&
+		     ok;
+	}
+	t_rc_pair_destroy(&p);
+	return ok;
+}
+
 int main(int argc, char **argv)
 {
 	const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
 			   IBV_ACCESS_REMOTE_READ;
 	size_t half = LEN / 2;
 	struct t_rc_pair p;
-	uint8_t *rd;
 	bool ok;
 	int s;
 
 	t_init(argc, argv, "ODP MRs follow mprotect()");
-	t_plan(6);
+	t_plan(7);
 	if (t_dev_open(&dev))
 		t_bail("cannot open the RDMA device");
 	buf = t_mmap(LEN);
@@ -251,6 +299,11 @@ int main(int argc, char **argv)
 		t_rc_pair_destroy(&p);
 	}
 	t_result(ok, "the MRs still work after the errors: READ returns the whole buffer");
+
+	/* 7: a READ cut off after its first response packets. */
+	t_result(read_cut_off(), t_odp ?
+		 "RDMA READ running into PROT_NONE pages after 4 response packets: IBV_WC_REM_ACCESS_ERR, not a hang" :
+		 "pinned contrast: RDMA READ over PROT_NONE pinned pages returns their data");
 
 	t_dereg_mr(mr);
 	t_dereg_mr(lmr);
