@@ -25,6 +25,17 @@ MODULE_PARM_DESC(odp, "Support On-Demand Paging memory regions (default: true)")
 #define RXE_ODP_FAULT_WINDOW	SZ_2M
 
 /*
+ * A miss that continues a stream (see struct rxe_odp_fault) faults up to
+ * the next RXE_ODP_FAULT_WINDOW boundary at least, resumes the task, and
+ * then faults this much further, ending on a window boundary: while the
+ * data path copies the window just faulted, the worker maps the next ones
+ * on another CPU, so that a stream into cold memory stalls once every few
+ * windows instead of at every window.  At most this much, and only inside
+ * the MR, is faulted that the stream may not reach.
+ */
+#define RXE_ODP_READAHEAD	SZ_4M
+
+/*
  * How often a parked RC responder re-acknowledges while it waits: well
  * below the 67 ms of the usual transport timeout (14) of its peer.
  */
@@ -89,17 +100,26 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	struct rxe_mr *mr = fault->mr;
 	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
 	struct rxe_qp *qp = fault->qp;
-	u64 window = min_t(u64, mr->odp->end - fault->addr,
-			   clamp_t(u64, fault->ahead, fault->length,
-				   RXE_ODP_FAULT_WINDOW));
+	u64 ahead = fault->ahead, window, ra_start, ra_end;
+	unsigned int access = fault->access;
+	bool readahead;
 	long ret;
 	int state;
+
+	if (fault->readahead)
+		ahead = max(ahead, ALIGN(fault->addr + 1, RXE_ODP_FAULT_WINDOW) -
+				   fault->addr);
+	window = min_t(u64, mr->odp->end - fault->addr,
+		       clamp_t(u64, ahead, fault->length, RXE_ODP_FAULT_WINDOW));
+	ra_start = fault->addr + window;
+	ra_end = ra_start;
 
 	/*
 	 * Fault the window; if part of it is not accessible, fall back to
 	 * exactly what the data path needs, which decides the outcome.
 	 */
 	ret = odp_mirror_fault(mr->odp, fault->addr, window, fault->access);
+	readahead = ret >= 0 && fault->readahead;
 	if (ret < 0 && window > fault->length)
 		ret = odp_mirror_fault(mr->odp, fault->addr, fault->length,
 				       fault->access);
@@ -111,8 +131,12 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US,
 		      ktime_us_delta(ktime_get(), fault->start));
 
+	if (readahead)
+		ra_end = min_t(u64, mr->odp->end,
+			       ALIGN(ra_start + RXE_ODP_READAHEAD,
+				     RXE_ODP_FAULT_WINDOW));
+	WRITE_ONCE(fault->stream_end, ra_end);
 	fault->mr = NULL;
-	rxe_put(mr);
 
 	/* on -EBUSY the data path misses again and asks for a new fault */
 	state = RXE_ODP_FAULT_IDLE;
@@ -126,8 +150,25 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 * smp_load_acquire() in rxe_odp_miss().
 	 */
 	smp_store_release(&fault->state, state);
-
 	rxe_sched_task(fault->task);
+
+	/*
+	 * The slot is the task's again; only the MR and QP references and
+	 * the locals are ours.  A new miss of the task queues this work
+	 * again, and it runs after this read-ahead: the workqueue never runs
+	 * one work item twice at once.  A failed read-ahead is forgotten;
+	 * the data path faults on demand and sees the error then.
+	 */
+	if (ra_end > ra_start) {
+		ret = odp_mirror_fault(mr->odp, ra_start, ra_end - ra_start,
+				       access);
+		if (ret > 0) {
+			atomic64_add(ret, &odp_mr->page_faults);
+			rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS,
+				      ret);
+		}
+	}
+	rxe_put(mr);
 	rxe_put(qp);
 }
 
@@ -194,6 +235,8 @@ static int rxe_odp_miss(struct rxe_odp_fault *fault, struct rxe_mr *mr,
 	if (!rxe_get(fault->qp))
 		return -EFAULT;
 	rxe_get(mr);
+	fault->readahead = fault->lkey == mr->lkey && addr >= fault->addr &&
+			   addr <= READ_ONCE(fault->stream_end);
 	fault->mr = mr;
 	fault->lkey = mr->lkey;
 	fault->addr = addr;

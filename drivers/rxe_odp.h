@@ -61,6 +61,15 @@ struct rxe_odp_fault {
 	 */
 	u64			ahead;
 	/*
+	 * Read-ahead for streams: a miss at or after the last miss of this
+	 * slot and before @stream_end (where the last fault, read-ahead
+	 * included, ends) continues a stream, and its fault also maps the
+	 * next window in the background once the task is resumed.
+	 * @stream_end is written by the worker after it hands the slot back.
+	 */
+	u64			stream_end;
+	bool			readahead;
+	/*
 	 * Set keepalive to have the parked task woken every few ms with
 	 * keepalive_due set, so that it can tell its peer it is still there.
 	 */

@@ -231,7 +231,8 @@ static void odp_mirror_dirty_pages(struct hmm_range *range)
 
 /*
  * Install what hmm_range_fault() found for @range (inside one leaf);
- * called with the lock held, after read_retry.  Return: pages installed.
+ * called with the lock held, after read_retry.  Return: the number of
+ * entries that changed (pages new to the mirror, or newly writable).
  */
 static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 					struct hmm_range *range)
@@ -259,6 +260,8 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 		else if ((leaf->entry[0] & ~ODP_MIRROR_ACCESS_MASK) ==
 			 (entry & ~ODP_MIRROR_ACCESS_MASK))
 			entry |= leaf->entry[0] & ODP_MIRROR_WRITE;
+		if (leaf->entry[0] == entry)
+			return 0;
 		memset(leaf, 0, sizeof(*leaf));
 		leaf->entry[0] = entry;
 		return ODP_MIRROR_LEAF_ENTRIES;
@@ -287,6 +290,8 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 		else if ((old & ~ODP_MIRROR_ACCESS_MASK) ==
 			 (entry & ~ODP_MIRROR_ACCESS_MASK))
 			entry |= old & ODP_MIRROR_WRITE;
+		if (entry == old)
+			continue;
 		leaf->entry[first + i] = entry;
 		n++;
 	}
@@ -357,11 +362,12 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
  * Process context only; may sleep.  Faults the pages in the owner's address
  * space (holding a reference to it only while doing so) and installs them.
  *
- * Return: the number of pages made accessible (a huge page counts as all
- * its pages; pages that were already accessible count again); -EFAULT if
- * part of the range is outside the mirror, unmapped or not accessible as
- * asked (e.g. a write to a read-only mapping), or the owner has exited;
- * -ENOMEM; -EBUSY if invalidations kept racing.
+ * Return: the number of pages made accessible, or accessible in a new way
+ * (a huge page counts as all its pages; pages that were accessible as asked
+ * already do not count, so that overlapping faults count a page once);
+ * -EFAULT if part of the range is outside the mirror, unmapped or not
+ * accessible as asked (e.g. a write to a read-only mapping), or the owner
+ * has exited; -ENOMEM; -EBUSY if invalidations kept racing.
  */
 long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		      unsigned long length, unsigned int access)
