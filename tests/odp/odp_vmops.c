@@ -731,6 +731,7 @@ static bool move_under_traffic(uint32_t rlen)
 	struct stream st = { .rlen = rlen };
 	struct timespec nap = { 0, 100 * 1000 * 1000 };
 	uint8_t *to, *a, *b;
+	double t0;
 	pthread_t thr;
 	long before;
 	bool ok = false;
@@ -749,7 +750,10 @@ static bool move_under_traffic(uint32_t rlen)
 		t_rc_pair_destroy(&st.p);
 		goto out;
 	}
-	nanosleep(&nap, NULL);
+	/* a few rounds first (a busy TCG host can take a while) */
+	for (t0 = t_now(); t_now() - t0 < 10 &&
+	     __atomic_load_n(&st.reads, __ATOMIC_RELAXED) < 3;)
+		nanosleep(&nap, NULL);
 	before = __atomic_load_n(&st.writes, __ATOMIC_RELAXED);
 	if (mremap(st.buf, SL, SL, MREMAP_MAYMOVE | MREMAP_FIXED, to) != to) {
 		t_diag("mremap: %s", strerror(errno));
@@ -768,7 +772,7 @@ static bool move_under_traffic(uint32_t rlen)
 	t_rc_pair_destroy(&st.p);
 	t_diag("%ld WRITEs (%ld before the move) and %ld READs; the stream ended with %s",
 	       st.writes, before, st.reads, t_wc_status_str(st.fail_status));
-	if (st.bad || before < 1 || st.last_ok_seed < 0)
+	if (st.bad || before < 3 || st.last_ok_seed < 0)
 		goto out;
 	/* The moved pages hold the last successful WRITE, where a WRITE cut
 	 * by the move did not get first.
