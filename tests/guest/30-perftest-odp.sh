@@ -26,7 +26,9 @@
 #              PERFTEST_ITERS (200), PERFTEST_SIZE (65536),
 #              PERFTEST_TIMEOUT (seconds per run, 90), PERFTEST_QP_TIMEOUT
 #              (-u, 19), PERFTEST_PORT (first port - 1, 18515), RXE_DEV,
-#              RXE_GID.  With RXE_OUT (set by run-vm.sh) the client and
+#              RXE_GID, PERFTEST_RETRY_CHECK (1; 0 reports the counter
+#              comparison as a SKIP: on a debug kernel, timing is not
+#              what is tested).  With RXE_OUT (set by run-vm.sh) the client and
 #              server logs are kept in RXE_OUT/perftest/.
 #
 # Alone, in a guest:
@@ -201,7 +203,9 @@ for op in $OPS; do
 		o=$(eval echo "\$delta_${op}_odp_$g")
 		[ "$o" -le "$p" ] || worse="$worse $g: odp $o > pinned $p;"
 	done
-	if [ -z "$worse" ]; then
+	if [ "${PERFTEST_RETRY_CHECK:-1}" = 0 ]; then
+		ok "$prog: ODP has no more retries, RNR or sequence errors than pinned # SKIP timing comparison off (PERFTEST_RETRY_CHECK=0):${worse:- none worse}"
+	elif [ -z "$worse" ]; then
 		ok "$prog: ODP has no more retries, RNR or sequence errors than pinned"
 	else
 		not_ok "$prog: ODP has no more retries, RNR or sequence errors than pinned"

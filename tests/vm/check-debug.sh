@@ -56,6 +56,13 @@ KDIR=$D/build RXE_KDIR_SOURCE_VERSION=$(cat "$D/source-version") \
 
 # 3. the suite
 export TEST_TIMEOUT=${TEST_TIMEOUT:-3600}
+# KASAN and lockdep under TCG make everything several times slower: give
+# each verbs operation (a swap-in of 8 MiB from zram, say) and each test
+# program more time, and do not compare perftest's retransmission counts,
+# which measure timing, not correctness (make check does).
+export T_TIMEOUT_MS=${T_TIMEOUT_MS:-60000}
+export ODP_TEST_TIMEOUT=${ODP_TEST_TIMEOUT:-1200}
+export PERFTEST_RETRY_CHECK=${PERFTEST_RETRY_CHECK:-0}
 rc=0
 "$TOP/tests/vm/check.sh" --kver "$KREL" --module "$BUILD/$KREL/rdma_rxe.ko" \
 	--out "$OUT" --timeout "$TIMEOUT" --kernel "$D/vmlinuz" --modroot "$D/root" \

@@ -19,8 +19,9 @@
 #   --hugepages N    2 MiB huge pages reserved at boot (default 64)
 #   --stock          load the distribution's rdma_rxe instead (baselines)
 #   --env NAME=VAL   export NAME=VAL to CMD in the guest (repeatable);
-#                    TESTS, TEST_TIMEOUT, RDMA_CORE_* and RXE_* host
-#                    variables are forwarded automatically
+#                    TESTS, TEST_TIMEOUT, T_TIMEOUT_MS, RDMA_CORE_*, RXE_*,
+#                    ODP_TEST_* and PERFTEST_* host variables are
+#                    forwarded automatically
 #   --quiet          do not copy the guest's output to stdout
 #   --brief          on failure, do not print the console tail and the
 #                    kernel log lines (the caller reports them itself)
@@ -303,9 +304,10 @@ rm -f "$OUT"/{rc,output.log,console.log,dmesg.log,setup.log,status,log-issues.tx
 	# ones below win.
 	while IFS='=' read -r name _; do
 		case "$name" in
-		TESTS|TEST_TIMEOUT|RDMA_CORE_*|RXE_*) printf 'export %s=%q\n' "$name" "${!name}" ;;
+		TESTS|TEST_TIMEOUT|T_TIMEOUT_MS|RDMA_CORE_*|RXE_*|ODP_TEST_*|PERFTEST_*)
+			printf 'export %s=%q\n' "$name" "${!name}" ;;
 		esac
-	done < <(env | grep -E '^(TESTS|TEST_TIMEOUT|RDMA_CORE_[A-Za-z0-9_]*|RXE_[A-Za-z0-9_]*)=' || true)
+	done < <(env | grep -E '^(TESTS|TEST_TIMEOUT|T_TIMEOUT_MS|(RDMA_CORE|RXE|ODP_TEST|PERFTEST)_[A-Za-z0-9_]*)=' || true)
 	for kv in "${EXTRA_ENV[@]+"${EXTRA_ENV[@]}"}"; do
 		case "$kv" in
 		[A-Za-z_]*=*) printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}" ;;
