@@ -1,4 +1,5 @@
 #!/bin/bash
+# test-timeout: 2400
 # The verbs-level ODP tests (tests/odp/*.c, built into BUILD/tests/) as ONE
 # TAP stream.  Runs INSIDE the test guest, as root, with rxe0 up.
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test-timeout: 2700
 # Install the Debian packages the way a user would, as TAP: `dpkg -i` of
 # rxe-odp-dkms, librxeodp1 and librxeodp-dev (built on the host by
 # `make deb` into $RXE_ODP_BUILD/deb), DKMS builds rdma_rxe for the running

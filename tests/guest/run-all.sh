@@ -22,7 +22,9 @@
 #   TESTS         space/comma separated globs; run only the scripts whose
 #                 short name, file name or number matches one of them,
 #                 e.g. TESTS="module rdma-core" or TESTS="2*,30"
-#   TEST_TIMEOUT  seconds per script (default 900)
+#   TEST_TIMEOUT  seconds per script (default 900); a script that needs
+#                 more says so in a header line "# test-timeout: SECONDS",
+#                 which counts when it is the larger of the two
 #
 # From the host (one VM, only two scripts):
 #   TESTS="module rdma-core" make check
@@ -108,6 +110,8 @@ for script in "$HERE"/[0-9][0-9]-*.sh; do
 	nscripts=$((nscripts + 1))
 	echo "# ---- $base"
 	t0=$(date +%s)
+	tmo=$(sed -n 's/^# test-timeout: *\([0-9][0-9]*\)$/\1/p' "$script" | head -n 1)
+	[ -n "$tmo" ] && [ "$tmo" -gt "$TEST_TIMEOUT" ] || tmo=$TEST_TIMEOUT
 	planned="" seen=0 sfailed=0 rc="" skip_all=""
 	while IFS= read -r line; do
 		case "$line" in
@@ -147,16 +151,16 @@ for script in "$HERE"/[0-9][0-9]-*.sh; do
 		# stdout: all of it ends up in the TAP stream, as diagnostics.
 		set +e
 		if [ -x "$script" ]; then
-			timeout -k 10 "$TEST_TIMEOUT" "$script" </dev/null 2>&1
+			timeout -k 10 "$tmo" "$script" </dev/null 2>&1
 		else
-			timeout -k 10 "$TEST_TIMEOUT" bash "$script" </dev/null 2>&1
+			timeout -k 10 "$tmo" bash "$script" </dev/null 2>&1
 		fi
 		echo "$RC_MARK $?"
 	)
 	secs=$(( $(date +%s) - t0 ))
 	rc=${rc:-255}
 	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-		result notok "$short: timed out after ${TEST_TIMEOUT}s (killed)"
+		result notok "$short: timed out after ${tmo}s (killed)"
 	elif [ -n "$skip_all" ] && [ "$seen" = 0 ] && [ "$rc" = 0 ]; then
 		result ok "$short" "SKIP $skip_all"
 	elif [ "$seen" = 0 ]; then

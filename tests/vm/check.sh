@@ -17,7 +17,7 @@
 #                     [--stock] [--timeout SEC] [--quiet]
 #                     [--kernel IMAGE --modroot DIR] [--append ARGS]
 #   --stock       test the distribution's rdma_rxe (baseline numbers)
-#   --timeout     guest time limit in seconds (default 3600: the whole
+#   --timeout     guest time limit in seconds (default 4800: the whole
 #                 suite under TCG; each script also has TEST_TIMEOUT)
 #   --quiet       print only failures, the host results and the summary
 #   --kernel, --modroot, --append   passed to run-vm.sh: boot a kernel
@@ -33,7 +33,7 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-KVER="" MODULE="" OUT="" STOCK=() TIMEOUT=3600 QUIET=0 VMARGS=()
+KVER="" MODULE="" OUT="" STOCK=() TIMEOUT=4800 QUIET=0 VMARGS=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kver) KVER=${2:?}; shift 2 ;;
