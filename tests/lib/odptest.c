@@ -736,6 +736,39 @@ int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 	return wc.status;
 }
 
+int t_rdma_chunked(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
+		   uint32_t lkey, void *raddr, uint32_t rkey, size_t len,
+		   bool quiet)
+{
+	size_t off;
+	int s = 0;
+
+	for (off = 0; off < len && !s; off += 4 * T_MIB) {
+		size_t n = len - off < 4 * T_MIB ? len - off : 4 * T_MIB;
+
+		s = t_rdma_sync(p, op, (uint8_t *)laddr + off, n, lkey,
+				(uintptr_t)raddr + off, rkey);
+	}
+	if (s && (!quiet || t_verbose))
+		t_diag("%s of %zu bytes at %p: %s",
+		       op == IBV_WR_RDMA_READ ? "READ" : "WRITE", len, raddr,
+		       t_wc_status_str(s));
+	return s;
+}
+
+int t_rdma_fresh_pair(struct t_dev *d, enum ibv_wr_opcode op, void *laddr,
+		      uint32_t lkey, void *raddr, uint32_t rkey, size_t len)
+{
+	struct t_rc_pair p;
+	int s;
+
+	if (t_rc_pair_create(d, &p, NULL))
+		return -1;
+	s = t_rdma_chunked(&p, op, laddr, lkey, raddr, rkey, len, false);
+	t_rc_pair_destroy(&p);
+	return s;
+}
+
 const char *t_wc_status_str(int status)
 {
 	if (status < 0)

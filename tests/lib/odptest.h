@@ -155,6 +155,22 @@ bool t_wait_ok(struct ibv_cq *cq, int n, const char *what);
  */
 int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 		uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey);
+/*
+ * RDMA READ or WRITE of @len bytes between @laddr (@lkey) and @raddr
+ * (@rkey) over @p, as t_rdma_sync() messages of at most 4 MiB (rxe takes
+ * at most 8 MiB per message); stops at the first that fails.  Returns 0,
+ * or the failing status as t_rdma_sync() does.  A failure is reported in
+ * a diagnostic ("READ of N bytes at ADDR: status") unless @quiet and not
+ * t_verbose, for callers that expect it to fail.
+ */
+int t_rdma_chunked(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
+		   uint32_t lkey, void *raddr, uint32_t rkey, size_t len,
+		   bool quiet);
+/* The same, reporting failures, on a QP pair of its own on @d, created
+ * and destroyed around it; -1 if the pair cannot be created.
+ */
+int t_rdma_fresh_pair(struct t_dev *d, enum ibv_wr_opcode op, void *laddr,
+		      uint32_t lkey, void *raddr, uint32_t rkey, size_t len);
 
 /* ---- memory ------------------------------------------------------------- */
 

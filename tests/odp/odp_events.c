@@ -45,39 +45,19 @@ static struct t_dev dev;
 static uint8_t *local;
 static struct ibv_mr *lmr;
 
+/* t_rdma_chunked() and t_rdma_fresh_pair() from local (lmr). */
 static int dev_op_on(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 		     void *raddr, size_t len, struct ibv_mr *mr)
 {
-	size_t off;
-	int s = 0;
-
-	/* rxe takes at most 8 MiB per message. */
-	for (off = 0; off < len && !s; off += 4 * T_MIB) {
-		size_t n = len - off < 4 * T_MIB ? len - off : 4 * T_MIB;
-
-		s = t_rdma_sync(p, op, (uint8_t *)laddr + off,
-				n, lmr->lkey, (uintptr_t)raddr + off,
-				mr->rkey);
-	}
-	if (s)
-		t_diag("%s of %zu bytes: %s",
-		       op == IBV_WR_RDMA_READ ? "READ" : "WRITE", len,
-		       t_wc_status_str(s));
-	return s;
+	return t_rdma_chunked(p, op, laddr, lmr->lkey, raddr, mr->rkey, len,
+			      false);
 }
 
-/* The same on a QP pair of its own. */
 static int dev_op(enum ibv_wr_opcode op, void *laddr, void *raddr, size_t len,
 		  struct ibv_mr *mr)
 {
-	struct t_rc_pair p;
-	int s;
-
-	if (t_rc_pair_create(&dev, &p, NULL))
-		return -1;
-	s = dev_op_on(&p, op, laddr, raddr, len, mr);
-	t_rc_pair_destroy(&p);
-	return s;
+	return t_rdma_fresh_pair(&dev, op, laddr, lmr->lkey, raddr, mr->rkey,
+				 len);
 }
 
 /* True if no page of [p, p + len) is mapped. */
