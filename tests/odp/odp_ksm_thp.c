@@ -591,8 +591,16 @@ static int thp_split(bool r[4])
 	kb = huge_kb(buf, TL);
 	t_diag("stream: %ld loops before the mprotect, %ld before the munmap, %ld in all (last seed %d); AnonHugePages now %ld kB",
 	       l[0], l[1], l[2], st.seed, kb);
+	/*
+	 * Two of the four huge pages are cut; the other two usually stay
+	 * huge, but the kernel may split them too (seen once in a loaded
+	 * run), which is not ODP's doing: require only that a split happened.
+	 */
+	if (t_odp && kb != (long)(2 * HP / 1024))
+		t_diag("expected %ld kB of huge pages to remain, %ld kB did",
+		       (long)(2 * HP / 1024), kb);
 	r[1] = !st.bad && l[0] >= 2 && l[1] >= l[0] + 2 && l[2] >= l[1] + 2 &&
-	       (kb == (long)(2 * HP / 1024) || !t_odp);
+	       (kb < (long)(TL / 1024) || !t_odp);
 
 	/* What the stream wrote last; the device sees what the CPU sees. */
 	tmp = local + 4 * T_MIB;
