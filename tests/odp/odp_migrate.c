@@ -19,8 +19,17 @@
  * attempted move all pages are still on node 0 (and the data is intact,
  * since nothing moved).  That is the contrast to ODP, where every page must
  * reach its target node.
+ *
+ * Last, compaction: a thread streams generations through the buffer, each
+ * an RDMA WRITE of all of it and an RDMA READ back into a cleared buffer,
+ * checked word by word, while the main thread writes 1 to
+ * /proc/sys/vm/compact_memory again and again for 5 s.  Every READ must
+ * return what was written, in both modes.  How many pages changed frame
+ * (/proc/self/pagemap PFNs, root only) is reported, not asserted:
+ * compaction may legitimately move nothing, and pinned pages it skips.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <numa.h>
 #include <numaif.h>
 #include <pthread.h>
@@ -55,8 +64,10 @@ static void fill_gen(uint64_t *p, unsigned int gen)
 		p[i] = (uint64_t)gen << 40 | i;
 }
 
-/* Stream one generation through the buffer, WINDOW writes in flight. */
-static bool write_gen(void)
+/* Stream one generation through the buffer (WRITE from src, or READ
+ * into src), WINDOW operations in flight.
+ */
+static bool stream_gen(enum ibv_wr_opcode op)
 {
 	size_t posted = 0, done = 0, nchunks = len / CHUNK;
 	struct ibv_wc wc[WINDOW];
@@ -66,7 +77,7 @@ static bool write_gen(void)
 		while (posted < nchunks && posted - done < WINDOW) {
 			size_t off = posted * CHUNK;
 
-			if (t_post_rdma(pair.qp[0], IBV_WR_RDMA_WRITE, posted,
+			if (t_post_rdma(pair.qp[0], op, posted,
 					(uint8_t *)src + off, CHUNK, smr->lkey,
 					(uintptr_t)buf + off, mr->rkey))
 				return false;
@@ -77,7 +88,8 @@ static bool write_gen(void)
 			return false;
 		for (i = 0; i < n; i++) {
 			if (wc[i].status != IBV_WC_SUCCESS) {
-				t_diag("WRITE of chunk %llu: %s",
+				t_diag("%s of chunk %llu: %s",
+				       op == IBV_WR_RDMA_READ ? "READ" : "WRITE",
 				       (unsigned long long)wc[i].wr_id,
 				       ibv_wc_status_str(wc[i].status));
 				return false;
@@ -98,7 +110,7 @@ static void *writer(void *arg)
 	for (gen = 1; !last; gen++) {
 		last = __atomic_load_n(&stop, __ATOMIC_ACQUIRE);
 		fill_gen(src, gen);
-		if (!write_gen()) {
+		if (!stream_gen(IBV_WR_RDMA_WRITE)) {
 			__atomic_store_n(&writer_err, 1, __ATOMIC_RELEASE);
 			break;
 		}
@@ -162,6 +174,148 @@ static void wait_gen_after(unsigned int g)
 		usleep(10000);
 }
 
+/* ---- compaction under a WRITE/READ stream -------------------------------- */
+
+static int cstop;		/* main -> streamer: stop */
+static unsigned int cgen;	/* streamer -> main: generations done */
+static unsigned int cbad;	/* generations a READ returned wrongly */
+
+/* Words of src that are not generation @gen; the first is reported. */
+static size_t check_gen(const uint64_t *p, unsigned int gen)
+{
+	size_t i, n = len / 8, bad = 0;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == ((uint64_t)gen << 40 | i))
+			continue;
+		if (!bad++)
+			t_diag("generation %u: READ returned 0x%llx at offset %zu",
+			       gen, (unsigned long long)p[i], i * 8);
+	}
+	return bad;
+}
+
+/* WRITE a generation, READ it back into a cleared src, check every word. */
+static void *cstreamer(void *arg)
+{
+	unsigned int gen;
+
+	(void)arg;
+	for (gen = 1000; !__atomic_load_n(&cstop, __ATOMIC_ACQUIRE); gen++) {
+		fill_gen(src, gen);
+		if (!stream_gen(IBV_WR_RDMA_WRITE)) {
+			__atomic_store_n(&writer_err, 1, __ATOMIC_RELEASE);
+			break;
+		}
+		memset(src, 0, len);
+		if (!stream_gen(IBV_WR_RDMA_READ)) {
+			__atomic_store_n(&writer_err, 1, __ATOMIC_RELEASE);
+			break;
+		}
+		if (check_gen(src, gen))
+			__atomic_add_fetch(&cbad, 1, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&cgen, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Page frame numbers of buf from /proc/self/pagemap (0: not present or
+ * hidden from us); false if pagemap cannot be read.
+ */
+static bool read_pfns(uint64_t *pfn)
+{
+	size_t i;
+	int fd;
+	bool ok;
+
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	ok = fd >= 0 && pread(fd, pfn, npages * 8, (uintptr_t)buf / T_PAGE * 8) ==
+			(ssize_t)(npages * 8);
+	if (fd >= 0)
+		close(fd);
+	for (i = 0; ok && i < npages; i++)
+		pfn[i] = pfn[i] >> 63 ? pfn[i] & ((1ULL << 55) - 1) : 0;
+	return ok;
+}
+
+/*
+ * Compaction (/proc/sys/vm/compact_memory) again and again for
+ * COMPACT_SECS while a thread streams WRITE + READ generations over the
+ * MR.  Returns true if every READ returned what was written.  How many
+ * pages changed frame is a diagnostic only: compaction may move nothing.
+ */
+#define COMPACT_SECS	5
+static bool compaction(void)
+{
+	uint64_t *pfn0 = calloc(npages, 8), *pfn = calloc(npages, 8);
+	unsigned int g0;
+	long moved = 0, runs = 0, present = 0;
+	bool seen, ok;
+	pthread_t thr;
+	double t0, tc = 0;
+	size_t i;
+	int fd;
+
+	if (!pfn0 || !pfn)
+		return false;
+	seen = read_pfns(pfn0);
+	if (pthread_create(&thr, NULL, cstreamer, NULL)) {
+		t_diag("pthread_create");
+		return false;
+	}
+	while (!__atomic_load_n(&cgen, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&writer_err, __ATOMIC_ACQUIRE))
+		usleep(10000);
+	g0 = __atomic_load_n(&cgen, __ATOMIC_ACQUIRE);
+	t0 = t_now();
+	while (t_now() - t0 < COMPACT_SECS &&
+	       !__atomic_load_n(&writer_err, __ATOMIC_ACQUIRE)) {
+		double t1 = t_now();
+
+		fd = open("/proc/sys/vm/compact_memory", O_WRONLY);
+		if (fd < 0 || write(fd, "1", 1) != 1) {
+			t_diag("/proc/sys/vm/compact_memory: %s", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		close(fd);
+		tc += t_now() - t1;
+		runs++;
+		usleep(50000);
+	}
+	/* At least two more generations after the last compaction. */
+	g0 = __atomic_load_n(&cgen, __ATOMIC_ACQUIRE);
+	t0 = t_now() + 120;
+	while (__atomic_load_n(&cgen, __ATOMIC_ACQUIRE) < g0 + 2 &&
+	       !__atomic_load_n(&writer_err, __ATOMIC_ACQUIRE) && t_now() < t0)
+		usleep(10000);
+	__atomic_store_n(&cstop, 1, __ATOMIC_RELEASE);
+	pthread_join(thr, NULL);
+
+	if (seen && read_pfns(pfn)) {
+		for (i = 0; i < npages; i++) {
+			if (!pfn0[i] || !pfn[i])
+				continue;
+			present++;
+			if (pfn0[i] != pfn[i])
+				moved++;
+		}
+	}
+	if (present)
+		t_diag("compaction: %ld of %ld pages changed physical frame (%ld runs, %.1f s compacting)",
+		       moved, present, runs, tc);
+	else
+		t_diag("compaction: page frames not observable (%ld runs, %.1f s compacting)",
+		       runs, tc);
+	ok = runs > 0 && !writer_err && cgen >= 3 && !cbad;
+	t_diag("compaction: %u WRITE+READ generations, %u with a wrong READ",
+	       cgen, cbad);
+	free(pfn0);
+	free(pfn);
+	return ok;
+}
+
 int main(int argc, char **argv)
 {
 	const char *env = getenv("T_MIGRATE_MB");
@@ -175,7 +329,7 @@ int main(int argc, char **argv)
 	size_t i;
 
 	t_init(argc, argv, "ODP MR pages migrate between NUMA nodes under RDMA WRITE");
-	t_plan(4 + ROUNDS);
+	t_plan(5 + ROUNDS);
 
 	/* Whole multiples of 4 MiB. */
 	len = (env && atoi(env) >= 4 ? (size_t)atoi(env) / 4 * 4 : 64) * T_MIB;
@@ -275,6 +429,9 @@ int main(int argc, char **argv)
 	}
 	ok = t_check(src, buf, len, "READ back") && ok;
 	t_result(ok, "RDMA READ of the whole buffer returns the last generation");
+
+	ok = !writer_err && compaction();
+	t_result(ok, "compaction during an RDMA WRITE+READ stream: every READ returns what was written");
 
 	t_rc_pair_destroy(&pair);
 	t_dereg_mr(mr);
