@@ -7,7 +7,8 @@
 #   vm: kernel log clean        (no WARNING/BUG/Oops/lockdep/KASAN/... line
 #                                in the guest's dmesg or console; the lines
 #                                are printed as diagnostics)
-# The LAST line of output is the closing line
+# Every failed result is repeated, as "# FAILED: not ok ...", just before
+# the closing line.  The LAST line of output is the closing line
 #   N passed, N failed, N skipped
 # ("not ok ... # TODO" known failures count as skipped).  Exit status is
 # non-zero when anything failed.
@@ -56,13 +57,13 @@ TAPF=$OUT/tap.txt
 # Stale verdicts of an earlier run must not count for this one.
 rm -f "$OUT"/{status,rc,log-issues.txt,guest-status,dmesg.log,setup.log}
 
-n=0 passed=0 failed=0 skipped=0 known=0
+n=0 passed=0 failed=0 skipped=0 known=0 failures=()
 out() { printf '%s\n' "$1" >>"$TAPF"; [ "$QUIET" = 1 ] && [ "${2:-}" != always ] || printf '%s\n' "$1"; }
 count() {	# count LINE: tally one TAP result line (builtins only)
 	local l=$1 dir=""
 	[[ $l =~ [[:space:]]#[[:space:]]*([A-Za-z]{4}) ]] && dir=${BASH_REMATCH[1]^^}
 	case "$l" in
-	"not ok"*) if [ "$dir" = TODO ]; then skipped=$((skipped + 1)); known=$((known + 1)); else failed=$((failed + 1)); fi ;;
+	"not ok"*) if [ "$dir" = TODO ]; then skipped=$((skipped + 1)); known=$((known + 1)); else failed=$((failed + 1)); failures+=("$l"); fi ;;
 	ok*) if [ "$dir" = SKIP ]; then skipped=$((skipped + 1)); else passed=$((passed + 1)); fi ;;
 	esac
 }
@@ -142,5 +143,8 @@ for f in tap.txt output.log console.log dmesg.log setup.log log-issues.txt; do
 	[ -s "$OUT/$f" ] && out "# artifact: $OUT/$f" always
 done
 out "# check: ${secs}s" always
+# The failures again, next to the closing line: a CI log is often read
+# from its end.
+for l in "${failures[@]+"${failures[@]}"}"; do out "# FAILED: $l" always; done
 out "$passed passed, $failed failed, $skipped skipped" always
 [ "$failed" = 0 ]
