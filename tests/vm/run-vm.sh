@@ -284,6 +284,7 @@ auto) ACCEL=$(probe_kvm) ;;
 kvm|tcg) ACCEL=$RXE_VM_ACCEL ;;
 *) die "RXE_VM_ACCEL must be auto, kvm or tcg" ;;
 esac
+KARGS_ACCEL=""
 if [ "$ACCEL" = kvm ]; then
 	ACCEL_OPTS=(-accel kvm -cpu host)
 else
@@ -291,6 +292,14 @@ else
 	# one host thread per vCPU.
 	# shellcheck disable=SC2054  # the commas belong to qemu options
 	ACCEL_OPTS=(-accel tcg,thread=multi -cpu max)
+	# The guest's clocks follow the host's, but an emulated vCPU is a host
+	# thread that the host may not run for many seconds when its cores
+	# are busy (another guest, a build): 6.1's default soft lockup (20 s)
+	# and RCU stall (21 s) limits then fire in whatever the vCPU was
+	# doing, e.g. clearing a huge page (seen in make check).  Under TCG
+	# they are raised to 120 s and 300 s: a real lockup still shows up,
+	# a host that did not schedule the vCPU does not.
+	KARGS_ACCEL="watchdog_thresh=60 rcupdate.rcu_cpu_stall_timeout=300"
 fi
 
 # ---------------------------------------------------------------------------
@@ -334,7 +343,7 @@ QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
 	-numa node,nodeid=0,cpus=0,memdev=mem0
 	-numa node,nodeid=1,cpus=1,memdev=mem1
 	-kernel "$KERNEL" -initrd "$INITRD"
-	-append "console=ttyS0 panic=-1 hugepages=$HUGEPAGES rxeodp_top=$TOP rxeodp_out=$OUT${MODROOT:+ rxeodp_modroot=$MODROOT}${APPEND:+ $APPEND}"
+	-append "console=ttyS0 panic=-1 hugepages=$HUGEPAGES rxeodp_top=$TOP rxeodp_out=$OUT${MODROOT:+ rxeodp_modroot=$MODROOT}${KARGS_ACCEL:+ $KARGS_ACCEL}${APPEND:+ $APPEND}"
 	-serial "file:$OUT/console.log"
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
 	-virtfs "local,path=$OUT,mount_tag=out,security_model=none,multidevs=remap"
