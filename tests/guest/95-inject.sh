@@ -133,8 +133,8 @@ for r in $ROUNDS; do
 	*) echo "# unknown round '$r' (odp, rxe)" ;;
 	esac
 done
-# plan: ranges and caches (3) + per round (arm, verbs programs x2 modes, rdma-core,
-# injected) + after (disarmed, odp_traffic, resources)
+# plan: ranges and caches (3) + per round (arm, verbs programs x2 modes,
+# rdma-core, injected) + after (disarmed, odp_traffic, resources)
 set -f
 # shellcheck disable=SC2086  # counting words
 nprogs=$(set -- $PROGS; echo $#)

@@ -21,7 +21,8 @@
 # host).  RXE_DEB_FULL_SOURCE=1 uses the full tarball (with KVM).
 #
 # Environment: RXE_DEB_DIR (DEBDIR, default $RXE_ODP_BUILD/deb),
-# RXE_DEB_FULL_SOURCE, RXE_DEB_SKIP (a reason: skip the test), plus run-vm.sh's RXE_MODULE, RXE_STOCK, RXE_DEV.
+# RXE_DEB_FULL_SOURCE, RXE_DEB_SKIP (a reason: skip the test), plus
+# run-vm.sh's RXE_MODULE, RXE_STOCK, RXE_DEV.
 #
 # Alone, in a guest (after make module deb):
 #   tests/vm/run-vm.sh --kver KVER --module build/KVER/rdma_rxe.ko \
