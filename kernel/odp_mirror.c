@@ -7,9 +7,11 @@
 
 #include <linux/highmem.h>
 #include <linux/hmm.h>
+#include <linux/mempolicy.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/task.h>
 #include <linux/slab.h>
 
 #include "odp_mirror.h"
@@ -350,6 +352,60 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 	return n;
 }
 
+#ifdef CONFIG_NUMA
+/*
+ * The memory policy of a device fault: allocate on the local node, as the
+ * kernel's default policy does, but without MPOL_F_MOF.  hmm_range_fault()
+ * resolves a NUMA hinting fault (a PTE that NUMA balancing made PROT_NONE)
+ * like a CPU access from the faulting thread, and with the default policy
+ * it migrates the page to that thread's node.  A device fault runs in a
+ * worker on whatever node the worker happens to be on: pages would follow
+ * it, and bounce between nodes when workers on two nodes fault them, while
+ * the device waits for every copy.  The placement of the pages is for the
+ * process to decide, not for the device's fault worker.
+ */
+static struct mempolicy odp_mirror_fault_policy = {
+	.refcnt = ATOMIC_INIT(1),	/* static, never freed */
+	.mode = MPOL_LOCAL,
+	.home_node = NUMA_NO_NODE,
+};
+
+/*
+ * Fault with odp_mirror_fault_policy unless the owner of @mm itself asks
+ * (a synchronous prefetch): its own policy and its own accesses then
+ * decide.  Return: the policy to give back to odp_mirror_policy_exit().
+ */
+static struct mempolicy *odp_mirror_policy_enter(struct mm_struct *mm)
+{
+	struct mempolicy *old = current->mempolicy;
+
+	if (current->mm == mm)
+		return old;
+	task_lock(current);
+	current->mempolicy = &odp_mirror_fault_policy;
+	task_unlock(current);
+	return old;
+}
+
+static void odp_mirror_policy_exit(struct mempolicy *old)
+{
+	if (current->mempolicy != &odp_mirror_fault_policy)
+		return;
+	task_lock(current);
+	current->mempolicy = old;
+	task_unlock(current);
+}
+#else
+static inline struct mempolicy *odp_mirror_policy_enter(struct mm_struct *mm)
+{
+	return NULL;
+}
+
+static inline void odp_mirror_policy_exit(struct mempolicy *old)
+{
+}
+#endif
+
 /**
  * odp_mirror_fault - make [addr, addr + length) accessible to the device
  * @mirror: the mirror
@@ -361,6 +417,8 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
  *
  * Process context only; may sleep.  Faults the pages in the owner's address
  * space (holding a reference to it only while doing so) and installs them.
+ * Unless the owner itself calls, the fault does not move pages between NUMA
+ * nodes (see odp_mirror_fault_policy).
  *
  * Return: the number of pages made accessible, or accessible in a new way
  * (a huge page counts as all its pages; pages that were accessible as asked
@@ -379,6 +437,7 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		.hmm_pfns = NULL,
 		.default_flags = HMM_PFN_REQ_FAULT,
 	};
+	struct mempolicy *policy;
 	long ret = 0, installed = 0;
 
 	if (!length || addr < mirror->start || addr >= mirror->end ||
@@ -402,6 +461,7 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		goto out_free;
 	}
 
+	policy = odp_mirror_policy_enter(mm);
 	while (start < end) {
 		range.start = start;
 		range.end = min(end, ALIGN(start + 1, ODP_MIRROR_SPAN));
@@ -411,6 +471,7 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		installed += ret;
 		start = range.end;
 	}
+	odp_mirror_policy_exit(policy);
 	mmput(mm);
 
 	/* hmm reports a write to a read-only mapping as -EPERM */
