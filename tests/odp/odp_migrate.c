@@ -20,6 +20,15 @@
  * since nothing moved).  That is the contrast to ODP, where every page must
  * reach its target node.
  *
+ * Then NUMA balancing: a second buffer is first touched on node 0, the
+ * process moves to node 1 and never touches it again, NUMA balancing scans
+ * fast, and RDMA WRITEs and READs stream through it.  The scanner makes its
+ * PTEs PROT_NONE, so every device access after a scan is a NUMA hinting
+ * fault taken by the fault worker; the pages must stay on node 0, where the
+ * process put them: a device fault is not a CPU access from the worker's
+ * node, and pages that followed the worker would bounce between nodes
+ * while the device waits for each copy.
+ *
  * Last, compaction: a thread streams generations through the buffer, each
  * an RDMA WRITE of all of it and an RDMA READ back into a cleared buffer,
  * checked word by word, while the main thread writes 1 to
@@ -30,6 +39,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
 #include <numa.h>
 #include <numaif.h>
 #include <pthread.h>
@@ -172,6 +183,213 @@ static void wait_gen_after(unsigned int g)
 	       !__atomic_load_n(&writer_err, __ATOMIC_ACQUIRE) &&
 	       t_now() < deadline)
 		usleep(10000);
+}
+
+/* ---- NUMA balancing under a WRITE/READ stream ---------------------------- */
+
+#define NB_LEN		(16 * T_MIB)
+#define NB_CHUNK	T_MIB
+#define NB_SECS		6
+#define NB_DIR		"/sys/kernel/debug/sched/numa_balancing/"
+#define NB_WHAT		"NUMA balancing under RDMA WRITE+READ: the pages stay on node 0, where the process put them"
+
+/* NUMA balancing knobs, set to scan fast while the case runs. */
+static const char *const nb_knob[] = {
+	"/proc/sys/kernel/numa_balancing",
+	NB_DIR "scan_delay_ms",
+	NB_DIR "scan_period_min_ms",
+	NB_DIR "scan_period_max_ms",
+	NB_DIR "scan_size_mb",
+};
+static const char *const nb_fast[] = { "1", "0", "100", "200", "256" };
+static char nb_saved[T_ARRAY_SIZE(nb_knob)][32];
+
+static bool read_str(const char *path, char *val, size_t size)
+{
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	n = read(fd, val, size - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	val[n] = 0;
+	val[strcspn(val, "\n")] = 0;
+	return true;
+}
+
+static bool write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok;
+}
+
+/* A counter of /proc/vmstat, or -1. */
+static long vmstat(const char *name)
+{
+	char line[128];
+	size_t n = strlen(name);
+	long v = -1;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, n) && line[n] == ' ')
+			v = atol(line + n + 1);
+	fclose(f);
+	return v;
+}
+
+static bool pin_to_node(int node)
+{
+	struct bitmask *cpus = numa_allocate_cpumask();
+	bool ok;
+
+	ok = !numa_node_to_cpus(node, cpus) && !numa_sched_setaffinity(0, cpus);
+	numa_free_cpumask(cpus);
+	return ok;
+}
+
+/*
+ * Pages of the mapping at @p on node 0 and node 1, from /proc/self/numa_maps:
+ * it reads the page tables as they are, so a PTE that NUMA balancing made
+ * PROT_NONE still counts where its page is.  Returns false if the mapping
+ * is not listed.
+ */
+static bool count_nodes(const void *p, long *on0, long *on1)
+{
+	char line[512], key[32];
+	bool found = false;
+	FILE *f;
+
+	*on0 = *on1 = 0;
+	snprintf(key, sizeof(key), "%lx ", (unsigned long)p);
+	f = fopen("/proc/self/numa_maps", "r");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *n0, *n1;
+
+		if (strncmp(line, key, strlen(key)))
+			continue;
+		found = true;
+		n0 = strstr(line, " N0=");
+		n1 = strstr(line, " N1=");
+		*on0 = n0 ? atol(n0 + 4) : 0;
+		*on1 = n1 ? atol(n1 + 4) : 0;
+		t_diag("numa_maps: %s", strtok(line, "\n"));
+	}
+	fclose(f);
+	return found;
+}
+
+static void nb_restore(size_t n)
+{
+	while (n--)
+		if (nb_saved[n][0] && !write_str(nb_knob[n], nb_saved[n]))
+			t_diag("cannot restore %s", nb_knob[n]);
+}
+
+/*
+ * Returns 1 if the pages stayed on node 0 and every READ returned what was
+ * written, 0 if not, -1 (after a SKIP) if NUMA balancing cannot be made
+ * to scan the buffer here.
+ */
+static int numa_balancing(void)
+{
+	size_t i, n = NB_LEN / T_PAGE, k;
+	long on0, on1, faults0, faults, moved0, moved;
+	uint8_t *nb, *out = (uint8_t *)src, *in = (uint8_t *)src + NB_LEN;
+	struct ibv_mr *nmr = NULL;
+	unsigned int rounds = 0;
+	char why[160];
+	int ok = 0;
+	double t0;
+
+	if (access(NB_DIR, F_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	for (k = 0; k < T_ARRAY_SIZE(nb_knob); k++) {
+		if (!read_str(nb_knob[k], nb_saved[k], sizeof(nb_saved[k])) ||
+		    !write_str(nb_knob[k], nb_fast[k])) {
+			snprintf(why, sizeof(why), "cannot set %s: %s",
+				 nb_knob[k], strerror(errno));
+			nb_saved[k][0] = 0;
+			nb_restore(k);
+			t_skip(why, NB_WHAT);
+			ok = -1;
+			goto out_free;
+		}
+	}
+
+	/*
+	 * First touch on node 0, then leave it for good.  MADV_HUGEPAGE (THP
+	 * is on anyway) keeps the mapping from merging with its neighbours,
+	 * so that it has a line of its own in numa_maps.
+	 */
+	nb = t_mmap(NB_LEN);
+	if (!nb || madvise(nb, NB_LEN, MADV_HUGEPAGE) || !pin_to_node(0))
+		t_bail("cannot place a buffer on node 0");
+	memset(nb, 0x5a, NB_LEN);
+	if (!pin_to_node(1))
+		t_bail("cannot move to node 1");
+	count_nodes(nb, &on0, &on1);
+	t_diag("NUMA balancing: %ld of %zu pages on node 0 after the first touch (%ld on node 1)",
+	       on0, n, on1);
+	nmr = t_reg_mr(&dev, nb, NB_LEN, T_ACCESS_ALL);
+	if (!nmr || on0 != (long)n) {
+		t_diag("cannot set the case up (MR %p)", (void *)nmr);
+		goto out;
+	}
+
+	faults0 = vmstat("numa_hint_faults");
+	moved0 = vmstat("numa_pages_migrated");
+	t0 = t_now();
+	while (t_now() - t0 < NB_SECS) {
+		for (i = 0; i < NB_LEN; i += NB_CHUNK) {
+			memset(out, rounds & 0xff, NB_CHUNK);
+			if (t_rdma_sync(&pair, IBV_WR_RDMA_WRITE, out, NB_CHUNK,
+					smr->lkey, (uintptr_t)nb + i, nmr->rkey) ||
+			    t_rdma_sync(&pair, IBV_WR_RDMA_READ, in, NB_CHUNK,
+					smr->lkey, (uintptr_t)nb + i, nmr->rkey)) {
+				t_diag("WRITE or READ at offset %zu failed", i);
+				goto out;
+			}
+			if (!t_check(in, out, NB_CHUNK, "READ of a chunk"))
+				goto out;
+		}
+		rounds++;
+	}
+	faults = vmstat("numa_hint_faults") - faults0;
+	moved = vmstat("numa_pages_migrated") - moved0;
+	if (!count_nodes(nb, &on0, &on1))
+		t_diag("the buffer is not in /proc/self/numa_maps");
+	t_diag("NUMA balancing: %u passes in %d s, %ld NUMA hint faults, %ld pages migrated; %ld pages on node 0, %ld on node 1",
+	       rounds, NB_SECS, faults, moved, on0, on1);
+	/* Pinned pages never take hinting faults from the device. */
+	if (t_odp && (faults0 < 0 || faults <= 0)) {
+		t_skip("no NUMA hint faults: the scanner did not run", NB_WHAT);
+		ok = -1;
+		goto out;
+	}
+	ok = on0 == (long)n;
+out:
+	if (nmr)
+		t_dereg_mr(nmr);
+	t_munmap(nb, NB_LEN);
+	nb_restore(T_ARRAY_SIZE(nb_knob));
+	numa_run_on_node(-1);
+out_free:
+	return ok;
 }
 
 /* ---- compaction under a WRITE/READ stream -------------------------------- */
@@ -329,7 +547,7 @@ int main(int argc, char **argv)
 	size_t i;
 
 	t_init(argc, argv, "ODP MR pages migrate between NUMA nodes under RDMA WRITE");
-	t_plan(5 + ROUNDS);
+	t_plan(6 + ROUNDS);
 
 	/* Whole multiples of 4 MiB. */
 	len = (env && atoi(env) >= 4 ? (size_t)atoi(env) / 4 * 4 : 64) * T_MIB;
@@ -429,6 +647,10 @@ int main(int argc, char **argv)
 	}
 	ok = t_check(src, buf, len, "READ back") && ok;
 	t_result(ok, "RDMA READ of the whole buffer returns the last generation");
+
+	ret = writer_err ? 0 : numa_balancing();
+	if (ret >= 0)
+		t_result(ret == 1, NB_WHAT);
 
 	ok = !writer_err && compaction();
 	t_result(ok, "compaction during an RDMA WRITE+READ stream: every READ returns what was written");
