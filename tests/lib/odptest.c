@@ -898,6 +898,56 @@ long t_meminfo_kb(const char *key)
 	return val;
 }
 
+long t_vmstat(const char *key)
+{
+	char line[256];
+	size_t klen = strlen(key);
+	long val = -1;
+	FILE *f;
+
+	f = fopen("/proc/vmstat", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == ' ') {
+			val = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+long t_knob_get(const char *path)
+{
+	char buf[64];
+	long v = -1;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f))
+		v = atol(buf);
+	fclose(f);
+	return v;
+}
+
+bool t_knob_set(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	bool ok;
+
+	if (!f) {
+		t_diag("%s: %s", path, strerror(errno));
+		return false;
+	}
+	ok = fprintf(f, "%ld\n", v) > 0;
+	ok = !fclose(f) && ok;
+	if (!ok)
+		t_diag("writing %ld to %s: %s", v, path, strerror(errno));
+	return ok;
+}
+
 long t_kmem_kb(void)
 {
 	long slab = t_meminfo_kb("Slab");

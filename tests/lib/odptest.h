@@ -192,6 +192,13 @@ bool t_check_byte(const void *got, int c, size_t len, const char *what);
 
 /* /proc/meminfo field in KiB, or -1. */
 long t_meminfo_kb(const char *key);
+/* /proc/vmstat counter, or -1. */
+long t_vmstat(const char *key);
+/* A numeric sysfs/procfs/debugfs knob: its value, or -1; set it (a failure
+ * is reported with t_diag()).
+ */
+long t_knob_get(const char *path);
+bool t_knob_set(const char *path, long v);
 /* Kernel memory that registration could consume: Slab + VmallocUsed +
  * PageTables, in KiB.
  */

@@ -65,38 +65,6 @@ static int dev_op(enum ibv_wr_opcode op, void *laddr, void *raddr, size_t len,
 				 len);
 }
 
-/* ---- sysfs knobs ---------------------------------------------------------- */
-
-static long knob_get(const char *path)
-{
-	char buf[64];
-	long v = -1;
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return -1;
-	if (fgets(buf, sizeof(buf), f))
-		v = atol(buf);
-	fclose(f);
-	return v;
-}
-
-static bool knob_set(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	bool ok;
-
-	if (!f) {
-		t_diag("%s: %s", path, strerror(errno));
-		return false;
-	}
-	ok = fprintf(f, "%ld\n", v) > 0;
-	ok = !fclose(f) && ok;
-	if (!ok)
-		t_diag("writing %ld to %s: %s", v, path, strerror(errno));
-	return ok;
-}
-
 /* ---- page frames ---------------------------------------------------------- */
 
 /* PFN of the page at @p (0 if not present), via /proc/self/pagemap. */
@@ -223,13 +191,13 @@ static int ksm(bool *merged, bool *write_ok, bool *cpu_ok)
 	char x;
 
 	*merged = *write_ok = *cpu_ok = false;
-	run0 = knob_get(KSM_DIR "run");
+	run0 = t_knob_get(KSM_DIR "run");
 	if (run0 < 0)
 		return -1;
-	scan0 = knob_get(KSM_DIR "pages_to_scan");
-	sleep0 = knob_get(KSM_DIR "sleep_millisecs");
-	shared0 = knob_get(KSM_DIR "pages_shared");
-	sharing0 = knob_get(KSM_DIR "pages_sharing");
+	scan0 = t_knob_get(KSM_DIR "pages_to_scan");
+	sleep0 = t_knob_get(KSM_DIR "sleep_millisecs");
+	shared0 = t_knob_get(KSM_DIR "pages_shared");
+	sharing0 = t_knob_get(KSM_DIR "pages_sharing");
 
 	if (pipe(cmd) || pipe(ans))
 		goto out;
@@ -268,9 +236,9 @@ static int ksm(bool *merged, bool *write_ok, bool *cpu_ok)
 		t_diag("madvise(MADV_MERGEABLE): %s", strerror(errno));
 		goto out;
 	}
-	if (!knob_set(KSM_DIR "pages_to_scan", 10000) ||
-	    !knob_set(KSM_DIR "sleep_millisecs", 0) ||
-	    !knob_set(KSM_DIR "run", 1))
+	if (!t_knob_set(KSM_DIR "pages_to_scan", 10000) ||
+	    !t_knob_set(KSM_DIR "sleep_millisecs", 0) ||
+	    !t_knob_set(KSM_DIR "run", 1))
 		goto out;
 
 	/* Until every copy maps the same KSM page (pinned: all but ours). */
@@ -290,17 +258,17 @@ static int ksm(bool *merged, bool *write_ok, bool *cpu_ok)
 	}
 	if (!t_odp && child_merged) {
 		/* two more full scans: the pinned pages stay apart */
-		long scans = knob_get(KSM_DIR "full_scans");
+		long scans = t_knob_get(KSM_DIR "full_scans");
 
 		while (t_now() - t0 < 90 &&
-		       knob_get(KSM_DIR "full_scans") < scans + 2)
+		       t_knob_get(KSM_DIR "full_scans") < scans + 2)
 			usleep(100000);
 		ma = ksm_pages(a, NA, 0);
 	}
 	t_diag("after %.1f s: %ld of %d MR pages, %ld of %d other-region pages merged, other process %s; pages_shared %ld -> %ld, pages_sharing %ld -> %ld",
 	       t_now() - t0, ma, NA, mb, NB, child_merged ? "merged" : "not merged",
-	       shared0, knob_get(KSM_DIR "pages_shared"), sharing0,
-	       knob_get(KSM_DIR "pages_sharing"));
+	       shared0, t_knob_get(KSM_DIR "pages_shared"), sharing0,
+	       t_knob_get(KSM_DIR "pages_sharing"));
 	if (mb != NB || !child_merged) {
 		t_diag("ksmd did not merge the copies in time");
 		goto out;
@@ -359,10 +327,10 @@ out:
 	t_munmap(b, NB * T_PAGE);
 	free(want);
 	if (scan0 > 0)
-		knob_set(KSM_DIR "pages_to_scan", scan0);
+		t_knob_set(KSM_DIR "pages_to_scan", scan0);
 	if (sleep0 >= 0)
-		knob_set(KSM_DIR "sleep_millisecs", sleep0);
-	knob_set(KSM_DIR "run", run0);
+		t_knob_set(KSM_DIR "sleep_millisecs", sleep0);
+	t_knob_set(KSM_DIR "run", run0);
 	return 1;
 }
 
@@ -524,7 +492,7 @@ static int thp_split(bool r[4])
 	buf = thp_map(TL);
 	if (!buf)
 		return -1;
-	knob_set("/proc/sys/vm/compact_memory", 1);
+	t_knob_set("/proc/sys/vm/compact_memory", 1);
 	if (madvise(buf, TL, MADV_HUGEPAGE))
 		t_diag("madvise(MADV_HUGEPAGE): %s", strerror(errno));
 	t_fill(buf, TL, 61);
@@ -707,8 +675,8 @@ static int thp_collapse(bool r[3])
 	r[0] = r[0] && !kx && !ky;
 
 	for (i = 0; i < 3; i++) {
-		saved[i] = knob_get(knobs[i]);
-		knob_set(knobs[i], fast[i]);
+		saved[i] = t_knob_get(knobs[i]);
+		t_knob_set(knobs[i], fast[i]);
 	}
 	if (madvise(x, CL, MADV_HUGEPAGE) || madvise(y, CL, MADV_HUGEPAGE)) {
 		t_diag("madvise(MADV_HUGEPAGE): %s", strerror(errno));
@@ -736,14 +704,14 @@ static int thp_collapse(bool r[3])
 	}
 	if (!t_odp && ky == CL / 1024) {
 		/* two more full scans: the pinned pages stay small */
-		scans = knob_get(KHP_DIR "full_scans");
+		scans = t_knob_get(KHP_DIR "full_scans");
 		while (t_now() - t0 < 120 &&
-		       knob_get(KHP_DIR "full_scans") < scans + 2)
+		       t_knob_get(KHP_DIR "full_scans") < scans + 2)
 			usleep(100000);
 		kx = huge_kb(x, CL);
 	}
 	t_diag("after %.1f s (%d READs meanwhile): AnonHugePages %ld kB (MR), %ld kB (other); khugepaged full_scans %ld",
-	       t_now() - t0, reads, kx, ky, knob_get(KHP_DIR "full_scans"));
+	       t_now() - t0, reads, kx, ky, t_knob_get(KHP_DIR "full_scans"));
 	if (!kx && !ky) {
 		ret = -1;
 		goto out_knobs;
@@ -769,7 +737,7 @@ static int thp_collapse(bool r[3])
 out_knobs:
 	for (i = 0; i < 3; i++)
 		if (saved[i] >= 0)
-			knob_set(knobs[i], saved[i]);
+			t_knob_set(knobs[i], saved[i]);
 out:
 	if (have_p)
 		t_rc_pair_destroy(&p);

@@ -201,54 +201,8 @@ static const char *const nb_knob[] = {
 	NB_DIR "scan_period_max_ms",
 	NB_DIR "scan_size_mb",
 };
-static const char *const nb_fast[] = { "1", "0", "100", "200", "256" };
-static char nb_saved[T_ARRAY_SIZE(nb_knob)][32];
-
-static bool read_str(const char *path, char *val, size_t size)
-{
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return false;
-	n = read(fd, val, size - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	val[n] = 0;
-	val[strcspn(val, "\n")] = 0;
-	return true;
-}
-
-static bool write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok;
-}
-
-/* A counter of /proc/vmstat, or -1. */
-static long vmstat(const char *name)
-{
-	char line[128];
-	size_t n = strlen(name);
-	long v = -1;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, name, n) && line[n] == ' ')
-			v = atol(line + n + 1);
-	fclose(f);
-	return v;
-}
+static const long nb_fast[] = { 1, 0, 100, 200, 256 };
+static long nb_saved[T_ARRAY_SIZE(nb_knob)];
 
 static bool pin_to_node(int node)
 {
@@ -296,8 +250,7 @@ static bool count_nodes(const void *p, long *on0, long *on1)
 static void nb_restore(size_t n)
 {
 	while (n--)
-		if (nb_saved[n][0] && !write_str(nb_knob[n], nb_saved[n]))
-			t_diag("cannot restore %s", nb_knob[n]);
+		t_knob_set(nb_knob[n], nb_saved[n]);
 }
 
 /*
@@ -319,11 +272,9 @@ static int numa_balancing(void)
 	if (access(NB_DIR, F_OK))
 		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
 	for (k = 0; k < T_ARRAY_SIZE(nb_knob); k++) {
-		if (!read_str(nb_knob[k], nb_saved[k], sizeof(nb_saved[k])) ||
-		    !write_str(nb_knob[k], nb_fast[k])) {
-			snprintf(why, sizeof(why), "cannot set %s: %s",
-				 nb_knob[k], strerror(errno));
-			nb_saved[k][0] = 0;
+		nb_saved[k] = t_knob_get(nb_knob[k]);
+		if (nb_saved[k] < 0 || !t_knob_set(nb_knob[k], nb_fast[k])) {
+			snprintf(why, sizeof(why), "cannot set %s", nb_knob[k]);
 			nb_restore(k);
 			t_skip(why, NB_WHAT);
 			ok = -1;
@@ -351,8 +302,8 @@ static int numa_balancing(void)
 		goto out;
 	}
 
-	faults0 = vmstat("numa_hint_faults");
-	moved0 = vmstat("numa_pages_migrated");
+	faults0 = t_vmstat("numa_hint_faults");
+	moved0 = t_vmstat("numa_pages_migrated");
 	t0 = t_now();
 	while (t_now() - t0 < NB_SECS) {
 		for (i = 0; i < NB_LEN; i += NB_CHUNK) {
@@ -369,8 +320,8 @@ static int numa_balancing(void)
 		}
 		rounds++;
 	}
-	faults = vmstat("numa_hint_faults") - faults0;
-	moved = vmstat("numa_pages_migrated") - moved0;
+	faults = t_vmstat("numa_hint_faults") - faults0;
+	moved = t_vmstat("numa_pages_migrated") - moved0;
 	if (!count_nodes(nb, &on0, &on1))
 		t_diag("the buffer is not in /proc/self/numa_maps");
 	t_diag("NUMA balancing: %u passes in %d s, %ld NUMA hint faults, %ld pages migrated; %ld pages on node 0, %ld on node 1",

@@ -96,22 +96,6 @@ static int page_state(void *p, size_t len, long *present, long *swapped)
 	return ret;
 }
 
-static long vmstat(const char *key)
-{
-	char line[256];
-	size_t kl = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && line[kl] == ' ')
-			v = atol(line + kl + 1);
-	fclose(f);
-	return v;
-}
-
 static bool do_madvise(void *p, size_t len, int advice, const char *name)
 {
 	if (madvise(p, len, advice)) {
@@ -354,7 +338,7 @@ static bool race(bool write)
 	mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
 	if (!mr || t_rc_pair_create(&dev, &p, NULL))
 		goto out;
-	lf0 = vmstat("pglazyfreed");
+	lf0 = t_vmstat("pglazyfreed");
 	r.buf = buf;
 	r.refill = write ? NULL : pat;
 	t0 = t_now();
@@ -376,7 +360,7 @@ static bool race(bool write)
 	}
 	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(thr, NULL);
-	lf = lf0 < 0 ? 0 : vmstat("pglazyfreed") - lf0;
+	lf = lf0 < 0 ? 0 : t_vmstat("pglazyfreed") - lf0;
 	t_diag("%d passes in %.1f s against %ld MADV_FREE+MADV_PAGEOUT of 64 KiB; pglazyfreed +%ld; %ld all-zero pages seen",
 	       i, t_now() - t0, r.drops, lf, zsum);
 	/*
