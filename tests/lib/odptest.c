@@ -878,18 +878,19 @@ bool t_check_byte(const void *got, int c, size_t len, const char *what)
 	return false;
 }
 
-long t_meminfo_kb(const char *key)
+/* The number after "@key@sep" in a /proc file of one value per line. */
+static long proc_value(const char *path, const char *key, char sep)
 {
 	char line[256];
 	size_t klen = strlen(key);
 	long val = -1;
 	FILE *f;
 
-	f = fopen("/proc/meminfo", "r");
+	f = fopen(path, "r");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
+		if (!strncmp(line, key, klen) && line[klen] == sep) {
 			val = strtol(line + klen + 1, NULL, 10);
 			break;
 		}
@@ -898,24 +899,14 @@ long t_meminfo_kb(const char *key)
 	return val;
 }
 
+long t_meminfo_kb(const char *key)
+{
+	return proc_value("/proc/meminfo", key, ':');
+}
+
 long t_vmstat(const char *key)
 {
-	char line[256];
-	size_t klen = strlen(key);
-	long val = -1;
-	FILE *f;
-
-	f = fopen("/proc/vmstat", "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ' ') {
-			val = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
+	return proc_value("/proc/vmstat", key, ' ');
 }
 
 long t_knob_get(const char *path)
