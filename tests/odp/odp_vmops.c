@@ -32,6 +32,7 @@
  * MR still reads (and writes) the moved pages, even once something else
  * is mapped at the old address.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -263,6 +264,56 @@ static void *racer_fn(void *arg)
 }
 
 /*
+ * Say what a QP that does not complete is doing: both QP states, the
+ * device's non-zero counters, and (as root) the kernel's blocked tasks
+ * and CPU backtraces in its log, for whoever reads the failure.
+ */
+static void qp_diag(struct t_rc_pair *p)
+{
+	const char *dir = "/sys/class/infiniband/rxe0/ports/1/hw_counters";
+	struct ibv_qp_init_attr init;
+	struct ibv_qp_attr a[2];
+	char line[1024], path[512], v[32];
+	size_t n = 0;
+	struct dirent *d;
+	DIR *dp;
+	FILE *f;
+	int i;
+
+	/* first, before anything here can change the state */
+	f = fopen("/proc/sysrq-trigger", "w");
+	if (f) {
+		fputs("w", f);
+		fflush(f);
+		fputs("l", f);
+		fclose(f);
+	}
+	for (i = 0; i < 2; i++)
+		if (ibv_query_qp(p->qp[i], &a[i], IBV_QP_STATE, &init))
+			a[i].qp_state = -1;
+	t_diag("QP states: requester %d, responder %d (%d is ERR)",
+	       a[0].qp_state, a[1].qp_state, IBV_QPS_ERR);
+	/* no popen(): a fork would invalidate the MRs and disturb the QP */
+	dp = opendir(dir);
+	line[0] = 0;
+	while (dp && (d = readdir(dp))) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(v, sizeof(v), f) && atol(v) && n < sizeof(line))
+			n += snprintf(line + n, sizeof(line) - n, "%s=%ld ",
+				      d->d_name, atol(v));
+		fclose(f);
+	}
+	if (dp)
+		closedir(dp);
+	t_diag("hw counters: %s", line);
+}
+
+/*
  * One RDMA op of the whole buffer.  If it does not complete in time, stop
  * the racer and wait once more: a fault needs a moment without any
  * invalidation of the MR to complete, so a fast enough racer can starve
@@ -291,6 +342,7 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 	}
 	t_diag("... and it did not complete in the %d ms after the racer stopped either: the QP is stuck",
 	       t_timeout_ms);
+	qp_diag(p);
 	return -1;
 }
 
@@ -622,27 +674,6 @@ struct stream {
 	int last_ok_seed, fail_seed, fail_status;
 	bool bad;
 };
-
-static void qp_diag(struct t_rc_pair *p)
-{
-	struct ibv_qp_init_attr init;
-	struct ibv_qp_attr a[2];
-	char line[128];
-	FILE *f;
-	int i;
-
-	for (i = 0; i < 2; i++)
-		if (ibv_query_qp(p->qp[i], &a[i], IBV_QP_STATE, &init))
-			a[i].qp_state = -1;
-	t_diag("QP states: requester %d, responder %d (%d is ERR)",
-	       a[0].qp_state, a[1].qp_state, IBV_QPS_ERR);
-	f = popen("cd /sys/class/infiniband/rxe0/ports/1/hw_counters && grep -H . * | grep -v ':0$' | tr '\\n' ' '", "r");
-	if (f) {
-		if (fgets(line, sizeof(line), f))
-			t_diag("hw counters: %s", line);
-		pclose(f);
-	}
-}
 
 /* Post, wait; if nothing comes in time, say more and wait once more. */
 static int stream_op(struct t_rc_pair *p, enum ibv_wr_opcode op, void *l,
