@@ -115,14 +115,14 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	ra_end = ra_start;
 
 	/*
-	 * Fault the window; if part of it is not accessible, fall back to
-	 * exactly what the data path needs, which decides the outcome.
+	 * What the data path needs decides the outcome; the rest of the
+	 * window comes with it unless it is inaccessible or the process is
+	 * changing it right now (odp_mirror_fault()'s @ahead): the task then
+	 * resumes without it and faults again when it gets there.
 	 */
-	ret = odp_mirror_fault(mr->odp, fault->addr, window, fault->access);
+	ret = odp_mirror_fault(mr->odp, fault->addr, fault->length,
+			       window - fault->length, fault->access);
 	readahead = ret >= 0 && fault->readahead;
-	if (ret < 0 && window > fault->length)
-		ret = odp_mirror_fault(mr->odp, fault->addr, fault->length,
-				       fault->access);
 	if (ret > 0) {
 		atomic64_add(ret, &odp_mr->page_faults);
 		rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS, ret);
@@ -156,11 +156,11 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 * The slot is the task's again; only the MR and QP references and
 	 * the locals are ours.  A new miss of the task queues this work
 	 * again, and it runs after this read-ahead: the workqueue never runs
-	 * one work item twice at once.  A failed read-ahead is forgotten;
-	 * the data path faults on demand and sees the error then.
+	 * one work item twice at once.  A failed or raced read-ahead ends
+	 * early; the data path faults on demand and sees any error then.
 	 */
 	if (ra_end > ra_start) {
-		ret = odp_mirror_fault(mr->odp, ra_start, ra_end - ra_start,
+		ret = odp_mirror_fault(mr->odp, ra_start, 0, ra_end - ra_start,
 				       access);
 		if (ret > 0) {
 			atomic64_add(ret, &odp_mr->page_faults);
@@ -393,7 +393,7 @@ static int rxe_odp_prefetch_run(struct rxe_odp_prefetch *pf)
 		long ret;
 
 		ret = odp_mirror_fault(mr->odp, pf->sge[i].addr,
-				       pf->sge[i].length, pf->access);
+				       pf->sge[i].length, 0, pf->access);
 		if (ret > 0) {
 			atomic64_add(ret, &to_odp_mr(mr)->page_prefetch);
 			rxe_odp_count(to_odp_mr(mr)->rxe,

@@ -35,6 +35,19 @@ struct odp_mirror_leaf {
 	unsigned long entry[ODP_MIRROR_LEAF_ENTRIES];
 };
 
+/*
+ * A batch of odp_mirror_fault(): pages [start, end) inside one leaf, on
+ * the mirror's list of batches while hmm_range_fault() runs for them, so
+ * that an invalidation can tell them apart from the rest of the range.
+ */
+struct odp_mirror_batch {
+	struct list_head node;
+	unsigned long start;
+	unsigned long end;
+	bool raced;		/* an invalidation overlapped [start, end) */
+	bool leaf_raced;	/* one overlapped the leaf of the batch */
+};
+
 static_assert(sizeof(struct odp_mirror_leaf) == PAGE_SIZE);
 static_assert(__alignof__(struct page) > ODP_MIRROR_FLAGS_MASK);
 
@@ -126,10 +139,19 @@ static bool odp_mirror_invalidate(struct mmu_interval_notifier *mni,
 		container_of(mni, struct odp_mirror, notifier);
 	unsigned long start = max(range->start, mirror->start);
 	unsigned long end = min(range->end, mirror->end);
+	struct odp_mirror_batch *batch;
 	unsigned long flags, cleared = 0;
 
 	flags = odp_mirror_lock(mirror);
 	mmu_interval_set_seq(mni, cur_seq);
+	list_for_each_entry(batch, &mirror->batches, node) {
+		unsigned long leaf = ALIGN_DOWN(batch->start, ODP_MIRROR_SPAN);
+
+		if (range->start < batch->end && range->end > batch->start)
+			batch->raced = true;
+		if (range->start < leaf + ODP_MIRROR_SPAN && range->end > leaf)
+			batch->leaf_raced = true;
+	}
 	if (start < end)
 		cleared = odp_mirror_clear(mirror, start, end);
 	if (cleared) {
@@ -173,6 +195,7 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 
 	spin_lock_init(&mirror->lock);
 	xa_init(&mirror->leaves);
+	INIT_LIST_HEAD(&mirror->batches);
 	memset(&mirror->stats, 0, sizeof(mirror->stats));
 	mirror->ops = ops;
 
@@ -231,10 +254,20 @@ static void odp_mirror_dirty_pages(struct hmm_range *range)
 	}
 }
 
+/* Did hmm_range_fault() find @range in a huge page that spans its leaf? */
+static bool odp_mirror_range_huge(struct hmm_range *range)
+{
+	unsigned long pfn = range->hmm_pfns[0];
+
+	return (pfn & HMM_PFN_VALID) &&
+	       hmm_pfn_to_map_order(pfn) >= ODP_MIRROR_LEAF_SHIFT;
+}
+
 /*
  * Install what hmm_range_fault() found for @range (inside one leaf);
- * called with the lock held, after read_retry.  Return: the number of
- * entries that changed (pages new to the mirror, or newly writable).
+ * called with the lock held, once no invalidation raced with the batch.
+ * Return: the number of entries that changed (pages new to the mirror, or
+ * newly writable).
  */
 static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 					struct hmm_range *range)
@@ -250,8 +283,7 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 	 * more: one entry translates the whole leaf, whatever part of it was
 	 * asked for; any change to the mapping invalidates all of it.
 	 */
-	if ((pfn & HMM_PFN_VALID) &&
-	    hmm_pfn_to_map_order(pfn) >= ODP_MIRROR_LEAF_SHIFT) {
+	if (odp_mirror_range_huge(range)) {
 		struct page *head =
 			pfn_to_page(page_to_pfn(hmm_pfn_to_page(pfn)) - first);
 		unsigned long entry = (unsigned long)head | ODP_MIRROR_HUGE |
@@ -283,8 +315,8 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 		/*
 		 * Grant write only to a write fault, which dirtied the page.
 		 * A read fault that finds the same page keeps the write right
-		 * an earlier write fault gave it: no invalidation ran since
-		 * (read_retry), so it still holds.
+		 * an earlier write fault gave it: the entry is still there, so
+		 * no invalidation of the page ran since, and it still holds.
 		 */
 		entry = (unsigned long)hmm_pfn_to_page(pfn) | ODP_MIRROR_READ;
 		if (write_fault && (pfn & HMM_PFN_WRITE))
@@ -301,55 +333,132 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 }
 
 /*
- * Fault one batch that lies inside one leaf and install it.  Retries as long
- * as invalidations race with it, like any mmu_interval_notifier user.
- * Return: pages installed, or a negative errno.
+ * One pass over @batch: fault @range with hmm_range_fault() and install it
+ * if no invalidation overlapped it meanwhile.  Return: the number of pages
+ * installed; -EAGAIN if an invalidation overlapped the batch; -EBUSY if
+ * one elsewhere in the mirror stopped hmm; or hmm's error.
  */
-static long odp_mirror_fault_batch(struct odp_mirror *mirror,
-				   struct hmm_range *range)
+static long odp_mirror_fault_pass(struct odp_mirror *mirror,
+				  struct odp_mirror_leaf *leaf,
+				  struct hmm_range *range,
+				  struct odp_mirror_batch *batch)
 {
 	struct mm_struct *mm = odp_mirror_mm(mirror);
+	unsigned long flags;
+	long ret;
+
+	/*
+	 * Arm the batch before read_begin: an invalidation that marked it
+	 * before is then either over, or waited for by read_begin; any later
+	 * one marks it again.
+	 */
+	flags = odp_mirror_lock(mirror);
+	batch->end = range->end;
+	batch->raced = false;
+	batch->leaf_raced = false;
+	odp_mirror_unlock(mirror, flags);
+
+	range->notifier_seq = mmu_interval_read_begin(&mirror->notifier);
+	mmap_read_lock(mm);
+	ret = hmm_range_fault(range);
+	mmap_read_unlock(mm);
+	if (ret == -EBUSY) {
+		/*
+		 * hmm gives up on any invalidation of the mirror, even of
+		 * another part of it; the pages it faulted stay mapped, so
+		 * that the next pass only walks them.
+		 */
+		flags = odp_mirror_lock(mirror);
+		if (batch->raced)
+			ret = -EAGAIN;
+		odp_mirror_unlock(mirror, flags);
+		return ret;
+	}
+	if (ret)
+		return ret;
+
+	if (range->default_flags & HMM_PFN_REQ_WRITE)
+		odp_mirror_dirty_pages(range);
+
+	flags = odp_mirror_lock(mirror);
+	/* a huge entry would translate the whole leaf, not just the batch */
+	if (batch->raced ||
+	    (batch->leaf_raced && odp_mirror_range_huge(range))) {
+		odp_mirror_unlock(mirror, flags);
+		return -EAGAIN;
+	}
+	ret = odp_mirror_install(leaf, range);
+	if (ret) {
+		mirror->stats.faults++;
+		mirror->stats.faulted_pages += ret;
+	}
+	odp_mirror_unlock(mirror, flags);
+	return ret;
+}
+
+/*
+ * Fault one batch that lies inside one leaf and install it.
+ *
+ * A batch that an invalidation overlapped is faulted again, as any
+ * mmu_interval_notifier user does, but only its first half (at least one
+ * page), or only the part before @need_end if it reaches past it: each
+ * pass walks and faults the whole batch again, and a busy range (the
+ * process keeps discarding or protecting pages in it) lets a short pass
+ * through sooner than a long one.  Pages from @need_end on were not asked
+ * for, only hoped for: a batch of them is not retried after a race or an
+ * error.  Return: pages installed, with range->end moved back to the end
+ * of what was installed; or a negative errno.
+ */
+static long odp_mirror_fault_batch(struct odp_mirror *mirror,
+				   struct hmm_range *range,
+				   unsigned long need_end)
+{
+	struct odp_mirror_batch batch = { .start = range->start };
 	unsigned long timeout =
 		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	struct odp_mirror_leaf *leaf;
-	unsigned long flags, n;
-	int ret;
+	unsigned long flags;
+	long ret;
 
 	leaf = odp_leaf_get(mirror, range->start);
 	if (IS_ERR(leaf))
 		return PTR_ERR(leaf);
 
+	flags = odp_mirror_lock(mirror);
+	list_add(&batch.node, &mirror->batches);
+	odp_mirror_unlock(mirror, flags);
+
 	for (;;) {
-		if (time_after(jiffies, timeout))
-			return -EBUSY;
-
-		range->notifier_seq = mmu_interval_read_begin(&mirror->notifier);
-		mmap_read_lock(mm);
-		ret = hmm_range_fault(range);
-		mmap_read_unlock(mm);
-		if (ret == -EBUSY)
-			continue;
-		if (ret)
-			return ret;
-
-		if (range->default_flags & HMM_PFN_REQ_WRITE)
-			odp_mirror_dirty_pages(range);
-
-		flags = odp_mirror_lock(mirror);
-		if (!mmu_interval_read_retry(&mirror->notifier,
-					     range->notifier_seq))
+		if (time_after(jiffies, timeout)) {
+			ret = -EBUSY;
 			break;
-		odp_mirror_unlock(mirror, flags);
+		}
+		ret = odp_mirror_fault_pass(mirror, leaf, range, &batch);
+		if (ret >= 0)
+			break;
+		if (ret == -EBUSY) {
+			cond_resched();
+			continue;
+		}
+		if (range->start >= need_end)
+			break;
+		if (range->end > need_end) {
+			/* a race or an error, maybe in the part not asked for */
+			range->end = need_end;
+			continue;
+		}
+		if (ret != -EAGAIN)
+			break;
+		range->end = range->start +
+			max(PAGE_SIZE, ALIGN_DOWN((range->end - range->start) / 2,
+						  PAGE_SIZE));
 		cond_resched();
 	}
 
-	n = odp_mirror_install(leaf, range);
-	if (n) {
-		mirror->stats.faults++;
-		mirror->stats.faulted_pages += n;
-	}
+	flags = odp_mirror_lock(mirror);
+	list_del(&batch.node);
 	odp_mirror_unlock(mirror, flags);
-	return n;
+	return ret;
 }
 
 #ifdef CONFIG_NUMA
@@ -410,28 +519,36 @@ static inline void odp_mirror_policy_exit(struct mempolicy *old)
  * odp_mirror_fault - make [addr, addr + length) accessible to the device
  * @mirror: the mirror
  * @addr: first byte
- * @length: number of bytes
+ * @length: number of bytes that must be made accessible; may be 0 if
+ *	@ahead is not
+ * @ahead: number of bytes after them (cut at the end of the mirror) to make
+ *	accessible as well, as long as that is cheap: a batch of them that
+ *	fails or races with an invalidation ends the call, without an error
  * @access: ODP_MIRROR_READ, or ODP_MIRROR_READ | ODP_MIRROR_WRITE; or
  *	ODP_MIRROR_READ | ODP_MIRROR_NO_FAULT to only install pages that are
  *	present already (a prefetch that must not fault)
  *
  * Process context only; may sleep.  Faults the pages in the owner's address
- * space (holding a reference to it only while doing so) and installs them.
- * Unless the owner itself calls, the fault does not move pages between NUMA
- * nodes (see odp_mirror_fault_policy).
+ * space (holding a reference to it only while doing so) and installs them,
+ * in batches of at most one leaf.  Batches shrink while invalidations race
+ * with them and grow back once they stop.  Unless the owner itself calls,
+ * the fault does not move pages between NUMA nodes (see
+ * odp_mirror_fault_policy).
  *
  * Return: the number of pages made accessible, or accessible in a new way
  * (a huge page counts as all its pages; pages that were accessible as asked
  * already do not count, so that overlapping faults count a page once);
- * -EFAULT if part of the range is outside the mirror, unmapped or not
- * accessible as asked (e.g. a write to a read-only mapping), or the owner
- * has exited; -ENOMEM; -EBUSY if invalidations kept racing.
+ * -EFAULT if part of [addr, addr + length) is outside the mirror, unmapped
+ * or not accessible as asked (e.g. a write to a read-only mapping), or the
+ * owner has exited; -ENOMEM; -EBUSY if invalidations kept racing.
  */
 long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
-		      unsigned long length, unsigned int access)
+		      unsigned long length, unsigned long ahead,
+		      unsigned int access)
 {
 	struct mm_struct *mm = odp_mirror_mm(mirror);
-	unsigned long start, end, *pfns;
+	unsigned long start, need_end, end, planned, *pfns;
+	unsigned long batch_size = ODP_MIRROR_SPAN;
 	struct hmm_range range = {
 		.notifier = &mirror->notifier,
 		.hmm_pfns = NULL,
@@ -440,16 +557,18 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 	struct mempolicy *policy;
 	long ret = 0, installed = 0;
 
-	if (!length || addr < mirror->start || addr >= mirror->end ||
-	    length > mirror->end - addr)
+	if ((!length && !ahead) || addr < mirror->start ||
+	    addr >= mirror->end || length > mirror->end - addr)
 		return -EFAULT;
+	ahead = min(ahead, mirror->end - addr - length);
 	if (access & ODP_MIRROR_NO_FAULT)
 		range.default_flags = 0;
 	else if (access & ODP_MIRROR_WRITE)
 		range.default_flags |= HMM_PFN_REQ_WRITE;
 
 	start = ALIGN_DOWN(addr, PAGE_SIZE);
-	end = ALIGN(addr + length, PAGE_SIZE);
+	need_end = length ? ALIGN(addr + length, PAGE_SIZE) : start;
+	end = ALIGN(addr + length + ahead, PAGE_SIZE);
 
 	pfns = (unsigned long *)__get_free_page(GFP_KERNEL);
 	if (!pfns)
@@ -464,11 +583,21 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 	policy = odp_mirror_policy_enter(mm);
 	while (start < end) {
 		range.start = start;
-		range.end = min(end, ALIGN(start + 1, ODP_MIRROR_SPAN));
-		ret = odp_mirror_fault_batch(mirror, &range);
-		if (ret < 0)
+		planned = min3(end, ALIGN(start + 1, ODP_MIRROR_SPAN),
+			       start + batch_size);
+		range.end = planned;
+		ret = odp_mirror_fault_batch(mirror, &range, need_end);
+		if (ret < 0) {
+			/* what was only hoped for ends at the first trouble */
+			if (start >= need_end)
+				ret = 0;
 			break;
+		}
 		installed += ret;
+		if (range.end < planned)
+			batch_size = range.end - range.start;
+		else
+			batch_size = min(2 * batch_size, ODP_MIRROR_SPAN);
 		start = range.end;
 	}
 	odp_mirror_policy_exit(policy);

@@ -12,14 +12,20 @@
  *
  * Protocol (see mmu_interval_notifier in include/linux/mmu_notifier.h):
  *
- *  - odp_mirror_fault() reads the notifier sequence, faults the pages with
- *    hmm_range_fault() and installs them under @lock only if no
- *    invalidation ran in between (mmu_interval_read_retry()).
+ *  - odp_mirror_fault() works in batches.  A batch is put on @batches,
+ *    then mmu_interval_read_begin() waits for any invalidation of the
+ *    mirror already under way to end, hmm_range_fault() faults the pages,
+ *    and the batch is installed under @lock only if no invalidation that
+ *    overlaps it started in between: each one marks the batches it
+ *    overlaps.  Invalidations of other parts of the range do not matter to
+ *    a batch, so they do not make it retry; this is what lets a fault make
+ *    progress while the process keeps changing other parts of a large MR.
  *
- *  - An invalidation takes @lock, bumps the sequence (so that a fault that
- *    raced with it retries) and clears every entry in its window before it
+ *  - An invalidation takes @lock, bumps the notifier sequence, marks the
+ *    batches it overlaps and clears every entry in its window before it
  *    returns.  Between an invalidation's start and end no new entry can be
- *    installed in the window, because the sequence stays odd until the end.
+ *    installed in the window: a batch that overlaps it was either marked,
+ *    or put on @batches after the mark, and then read_begin waited.
  *
  *  - The data path (which may run in softirq) takes @lock, uses entries and
  *    drops @lock: while it holds the lock no invalidation can complete, so
@@ -80,6 +86,8 @@ struct odp_mirror {
 	 * 0 if absent; a 2 MiB huge page is one entry for the whole leaf.
 	 */
 	struct xarray leaves;
+	/* batches of odp_mirror_fault() in flight, under @lock */
+	struct list_head batches;
 	struct odp_mirror_stats stats;	/* under @lock */
 	const struct odp_mirror_ops *ops;
 };
@@ -90,7 +98,8 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 void odp_mirror_fini(struct odp_mirror *mirror);
 
 long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
-		      unsigned long length, unsigned int access);
+		      unsigned long length, unsigned long ahead,
+		      unsigned int access);
 
 int odp_mirror_copy(struct odp_mirror *mirror, unsigned long addr, void *buf,
 		    size_t length, bool to_mirror);
