@@ -27,11 +27,9 @@ MODULE_PARM_DESC(odp, "Support On-Demand Paging memory regions (default: true)")
 /*
  * A miss that continues a stream (see struct rxe_odp_fault) faults up to
  * the next RXE_ODP_FAULT_WINDOW boundary at least, resumes the task, and
- * then faults this much further, ending on a window boundary: while the
- * data path copies the window just faulted, the worker maps the next ones
- * on another CPU, so that a stream into cold memory stalls once every few
- * windows instead of at every window.  At most this much, and only inside
- * the MR, is faulted that the stream may not reach.
+ * has this much further faulted in the background, ending on a window
+ * boundary (rxe_odp_readahead()).  At most this much, and only inside the
+ * MR, is faulted that the stream may not reach.
  */
 #define RXE_ODP_READAHEAD	SZ_4M
 
@@ -93,6 +91,56 @@ static inline void rxe_odp_count(struct rxe_dev *rxe, enum rxe_counters idx,
 	atomic64_add(n, &rxe->stats_counters[idx]);
 }
 
+/*
+ * Fault [start, start + length) of @mr in the background: the next windows
+ * of a stream, mapped on another CPU while the data path copies the window
+ * just faulted, so that a stream into cold memory stalls once every few
+ * windows instead of at every window.  It is a work item of its own, so
+ * that the next demand fault of the slot never waits for it.  One
+ * read-ahead per slot at a time: a stream that outruns it faults on demand.
+ */
+static void rxe_odp_readahead(struct rxe_odp_fault *fault, struct rxe_mr *mr,
+			      u64 start, u64 length, unsigned int access)
+{
+	if (test_and_set_bit_lock(0, &fault->ra_busy))
+		return;
+	if (!rxe_get(fault->qp)) {
+		clear_bit_unlock(0, &fault->ra_busy);
+		return;
+	}
+	rxe_get(mr);
+	fault->ra_mr = mr;
+	fault->ra_start = start;
+	fault->ra_length = length;
+	fault->ra_access = access;
+	queue_work(rxe_odp_wq, &fault->readahead_work);
+}
+
+static void rxe_odp_readahead_work(struct work_struct *work)
+{
+	struct rxe_odp_fault *fault =
+		container_of(work, struct rxe_odp_fault, readahead_work);
+	struct rxe_mr *mr = fault->ra_mr;
+	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
+	struct rxe_qp *qp = fault->qp;
+	long ret;
+
+	/*
+	 * All of it only hoped for: a failure or a racing invalidation ends
+	 * it, and the data path faults on demand and sees any error then.
+	 */
+	ret = odp_mirror_fault(mr->odp, fault->ra_start, 0, fault->ra_length,
+			       fault->ra_access);
+	if (ret > 0) {
+		atomic64_add(ret, &odp_mr->page_faults);
+		rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS, ret);
+	}
+	fault->ra_mr = NULL;
+	clear_bit_unlock(0, &fault->ra_busy);
+	rxe_put(mr);
+	rxe_put(qp);
+}
+
 static void rxe_odp_fault_work(struct work_struct *work)
 {
 	struct rxe_odp_fault *fault =
@@ -101,8 +149,6 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
 	struct rxe_qp *qp = fault->qp;
 	u64 ahead = fault->ahead, window, ra_start, ra_end;
-	unsigned int access = fault->access;
-	bool readahead;
 	long ret;
 	int state;
 
@@ -122,7 +168,6 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 */
 	ret = odp_mirror_fault(mr->odp, fault->addr, fault->length,
 			       window - fault->length, fault->access);
-	readahead = ret >= 0 && fault->readahead;
 	if (ret > 0) {
 		atomic64_add(ret, &odp_mr->page_faults);
 		rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS, ret);
@@ -131,10 +176,14 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US,
 		      ktime_us_delta(ktime_get(), fault->start));
 
-	if (readahead)
+	if (ret >= 0 && fault->readahead) {
 		ra_end = min_t(u64, mr->odp->end,
 			       ALIGN(ra_start + RXE_ODP_READAHEAD,
 				     RXE_ODP_FAULT_WINDOW));
+		if (ra_end > ra_start)
+			rxe_odp_readahead(fault, mr, ra_start,
+					  ra_end - ra_start, fault->access);
+	}
 	WRITE_ONCE(fault->stream_end, ra_end);
 	fault->mr = NULL;
 
@@ -147,27 +196,11 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	/*
 	 * Hand the slot back to the task: orders the result (and
 	 * fault->mr = NULL) before the state, which the task reads with
-	 * smp_load_acquire() in rxe_odp_miss().
+	 * smp_load_acquire() in rxe_odp_miss().  The slot is the task's
+	 * again; only the MR and QP references are ours.
 	 */
 	smp_store_release(&fault->state, state);
 	rxe_sched_task(fault->task);
-
-	/*
-	 * The slot is the task's again; only the MR and QP references and
-	 * the locals are ours.  A new miss of the task queues this work
-	 * again, and it runs after this read-ahead: the workqueue never runs
-	 * one work item twice at once.  A failed or raced read-ahead ends
-	 * early; the data path faults on demand and sees any error then.
-	 */
-	if (ra_end > ra_start) {
-		ret = odp_mirror_fault(mr->odp, ra_start, 0, ra_end - ra_start,
-				       access);
-		if (ret > 0) {
-			atomic64_add(ret, &odp_mr->page_faults);
-			rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS,
-				      ret);
-		}
-	}
 	rxe_put(mr);
 	rxe_put(qp);
 }
@@ -199,6 +232,7 @@ void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 			struct rxe_task *task)
 {
 	INIT_WORK(&fault->work, rxe_odp_fault_work);
+	INIT_WORK(&fault->readahead_work, rxe_odp_readahead_work);
 	INIT_DELAYED_WORK(&fault->keepalive_work, rxe_odp_keepalive_work);
 	fault->qp = qp;
 	fault->task = task;

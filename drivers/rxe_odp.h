@@ -70,6 +70,16 @@ struct rxe_odp_fault {
 	u64			stream_end;
 	bool			readahead;
 	/*
+	 * The read-ahead of the slot, a work item of its own: bit 0 of
+	 * @ra_busy gives the ra_ fields to it while it is queued or running.
+	 */
+	struct work_struct	readahead_work;
+	unsigned long		ra_busy;
+	struct rxe_mr		*ra_mr;		/* referenced while busy */
+	u64			ra_start;
+	u64			ra_length;
+	unsigned int		ra_access;
+	/*
 	 * Set keepalive to have the parked task woken every few ms with
 	 * keepalive_due set, so that it can tell its peer it is still there.
 	 */
