@@ -81,9 +81,25 @@ static uint8_t *fresh(size_t len)
 {
 	uint8_t *p = t_mmap(len);
 
-	if (p && madvise(p, len, MADV_NOHUGEPAGE))
+	if (!p)
+		t_bail("cannot map %zu bytes", len);
+	if (madvise(p, len, MADV_NOHUGEPAGE))
 		t_diag("madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
 	return p;
+}
+
+/*
+ * An MR the cases below cannot do without: with none (out of memory, or
+ * under fault injection) the rest of the plan fails at once.
+ */
+static struct ibv_mr *reg(void *buf, size_t len, int access)
+{
+	struct ibv_mr *mr = t_reg_mr(&dev, buf, len, access);
+
+	if (!mr)
+		t_bail("cannot register an MR (%s) of %zu bytes: %s", t_mode(),
+		       len, strerror(errno));
+	return mr;
 }
 
 /* RDMA WRITE @len bytes of src into @dst (rkey), then check them. */
@@ -112,7 +128,7 @@ static int prefetch(struct ibv_mr *mr, void *addr, size_t len,
 static void test_counters(void)
 {
 	uint8_t *buf = fresh(LEN);
-	struct ibv_mr *mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
+	struct ibv_mr *mr = reg(buf, LEN, T_ACCESS_ALL);
 	struct counts before, d;
 	char line[512];
 	bool seen = false;
@@ -154,7 +170,7 @@ static void test_batching(void)
 {
 	const size_t len = T_MIB;
 	uint8_t *buf = fresh(len);
-	struct ibv_mr *mr = t_reg_mr(&dev, buf, len, T_ACCESS_ALL);
+	struct ibv_mr *mr = reg(buf, len, T_ACCESS_ALL);
 	struct counts before, d;
 
 	counts_read(&before);
@@ -173,7 +189,7 @@ static void test_prefetch(enum ibv_advise_mr_advice advice, bool sync,
 			  const char *name)
 {
 	uint8_t *buf = fresh(LEN);
-	struct ibv_mr *mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
+	struct ibv_mr *mr = reg(buf, LEN, T_ACCESS_ALL);
 	struct counts before, d;
 	int ret, i;
 
@@ -214,7 +230,7 @@ static void test_prefetch(enum ibv_advise_mr_advice advice, bool sync,
 static void test_no_fault(bool sync)
 {
 	uint8_t *buf = fresh(LEN);
-	struct ibv_mr *mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
+	struct ibv_mr *mr = reg(buf, LEN, T_ACCESS_ALL);
 	struct counts before, d;
 	int ret, i;
 
@@ -296,13 +312,15 @@ static void test_implicit(void)
 static void test_bad_input(void)
 {
 	uint8_t *buf = fresh(LEN);
-	struct ibv_mr *mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
-	struct ibv_mr *ro = t_reg_mr(&dev, buf, LEN, IBV_ACCESS_REMOTE_READ);
+	struct ibv_mr *mr = reg(buf, LEN, T_ACCESS_ALL);
+	struct ibv_mr *ro = reg(buf, LEN, IBV_ACCESS_REMOTE_READ);
 	struct ibv_mr *pinned = t_reg_mr_mode(&dev, src, LEN,
 					      IBV_ACCESS_LOCAL_WRITE, false);
 	struct ibv_sge sge = { .addr = (uintptr_t)buf, .length = LEN };
 	int ret;
 
+	if (!pinned)
+		t_bail("cannot register a pinned MR: %s", strerror(errno));
 	sge.lkey = mr->lkey ^ 0x5500;
 	ret = rxeodp_advise_mr(dev.pd, IBV_ADVISE_MR_ADVICE_PREFETCH,
 			       IBV_ADVISE_MR_FLAG_FLUSH, &sge, 1);
@@ -340,10 +358,25 @@ static void test_bad_input(void)
 	munmap(buf, LEN);
 }
 
+static char numa_bal[16];
+
+/* Give NUMA balancing back as it was, also when t_bail() exits. */
+static void numa_bal_restore(void)
+{
+	FILE *f;
+
+	if (!numa_bal[0])
+		return;
+	f = fopen("/proc/sys/kernel/numa_balancing", "w");
+	if (f) {
+		fputs(numa_bal, f);
+		fclose(f);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct ibv_mr *pinned;
-	char numa_bal[16] = "";
 	FILE *f;
 	int ret;
 
@@ -373,6 +406,7 @@ int main(int argc, char **argv)
 		rewind(f);
 		fputs("0\n", f);
 		fclose(f);
+		atexit(numa_bal_restore);
 	}
 
 	t_plan(42);
@@ -391,13 +425,6 @@ int main(int argc, char **argv)
 	test_implicit();
 	test_bad_input();
 
-	if (numa_bal[0]) {
-		f = fopen("/proc/sys/kernel/numa_balancing", "w");
-		if (f) {
-			fputs(numa_bal, f);
-			fclose(f);
-		}
-	}
 	t_dereg_mr(src_mr);
 	t_rc_pair_destroy(&pair);
 	t_dev_close(&dev);
