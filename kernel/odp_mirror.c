@@ -217,6 +217,7 @@ void odp_mirror_fini(struct odp_mirror *mirror)
 	unsigned long lidx;
 
 	mmu_interval_notifier_remove(&mirror->notifier);
+	WARN_ON_ONCE(!list_empty(&mirror->batches));
 
 	xa_for_each(&mirror->leaves, lidx, leaf)
 		kfree(leaf);
@@ -231,7 +232,8 @@ void odp_mirror_fini(struct odp_mirror *mirror)
  * (writeback, MADV_FREE, swap-out) invalidates the entry first, so data
  * the device writes through it is never dropped as clean.  Done before the
  * lock is taken: dirtying a file page takes locks that softirq-safe locks
- * must not nest.  A page freed meanwhile is skipped; read_retry then fails.
+ * must not nest.  A page freed meanwhile is skipped: freeing it took an
+ * invalidation, which marked the batch, so the batch is not installed.
  */
 static void odp_mirror_dirty_pages(struct hmm_range *range)
 {
@@ -240,12 +242,19 @@ static void odp_mirror_dirty_pages(struct hmm_range *range)
 
 	for (i = 0; i < npages; i++) {
 		struct folio *folio;
+		struct page *page;
 
 		if (!(range->hmm_pfns[i] & HMM_PFN_WRITE))
 			continue;
-		folio = page_folio(hmm_pfn_to_page(range->hmm_pfns[i]));
+		page = hmm_pfn_to_page(range->hmm_pfns[i]);
+		folio = page_folio(page);
 		if (folio == last || !folio_try_get(folio))
 			continue;
+		/* no reference was held: the folio may have been split */
+		if (unlikely(page_folio(page) != folio)) {
+			folio_put(folio);
+			continue;
+		}
 		folio_lock(folio);
 		folio_mark_dirty(folio);
 		folio_unlock(folio);
@@ -266,11 +275,12 @@ static bool odp_mirror_range_huge(struct hmm_range *range)
 /*
  * Install what hmm_range_fault() found for @range (inside one leaf);
  * called with the lock held, once no invalidation raced with the batch.
- * Return: the number of entries that changed (pages new to the mirror, or
- * newly writable).
+ * A huge page becomes one entry for the whole leaf if @huge allows it,
+ * else one entry per page of @range.  Return: the number of entries that
+ * changed (pages new to the mirror, or newly writable).
  */
 static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
-					struct hmm_range *range)
+					struct hmm_range *range, bool huge)
 {
 	unsigned long first = odp_entry_index(range->start);
 	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
@@ -283,7 +293,7 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 	 * more: one entry translates the whole leaf, whatever part of it was
 	 * asked for; any change to the mapping invalidates all of it.
 	 */
-	if (odp_mirror_range_huge(range)) {
+	if (huge && odp_mirror_range_huge(range)) {
 		struct page *head =
 			pfn_to_page(page_to_pfn(hmm_pfn_to_page(pfn)) - first);
 		unsigned long entry = (unsigned long)head | ODP_MIRROR_HUGE |
@@ -381,13 +391,16 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 		odp_mirror_dirty_pages(range);
 
 	flags = odp_mirror_lock(mirror);
-	/* a huge entry would translate the whole leaf, not just the batch */
-	if (batch->raced ||
-	    (batch->leaf_raced && odp_mirror_range_huge(range))) {
+	if (batch->raced) {
 		odp_mirror_unlock(mirror, flags);
 		return -EAGAIN;
 	}
-	ret = odp_mirror_install(leaf, range);
+	/*
+	 * A huge entry would translate the whole leaf, and only the batch
+	 * is known to be unchanged: after a race elsewhere in the leaf, the
+	 * batch's pages of a huge page get entries of their own.
+	 */
+	ret = odp_mirror_install(leaf, range, !batch->leaf_raced);
 	if (ret) {
 		mirror->stats.faults++;
 		mirror->stats.faulted_pages += ret;
@@ -397,17 +410,26 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 }
 
 /*
+ * How many passes a batch that reaches past what was asked for may take
+ * while invalidations elsewhere in the mirror stop hmm_range_fault().
+ */
+#define ODP_MIRROR_AHEAD_PASSES	3
+
+/*
  * Fault one batch that lies inside one leaf and install it.
  *
  * A batch that an invalidation overlapped is faulted again, as any
- * mmu_interval_notifier user does, but only its first half (at least one
- * page), or only the part before @need_end if it reaches past it: each
+ * mmu_interval_notifier user does: once as it was, since a write fault
+ * invalidates what it replaces (the zero page, a COW page) and may have
+ * marked the batch itself; after that, only its first half (at least one
+ * page), or only the part before @need_end if it reaches past it.  Each
  * pass walks and faults the whole batch again, and a busy range (the
  * process keeps discarding or protecting pages in it) lets a short pass
  * through sooner than a long one.  Pages from @need_end on were not asked
- * for, only hoped for: a batch of them is not retried after a race or an
- * error.  Return: pages installed, with range->end moved back to the end
- * of what was installed; or a negative errno.
+ * for, only hoped for: they are given up after the second race, after an
+ * error, or after a few passes that hmm gave up on.  Return: pages
+ * installed, with range->end moved back to the end of what was installed;
+ * or a negative errno (-EBUSY if the batch did not complete in a second).
  */
 static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 				   struct hmm_range *range,
@@ -416,6 +438,7 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 	struct odp_mirror_batch batch = { .start = range->start };
 	unsigned long timeout =
 		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	unsigned int races = 0, busy = 0;
 	struct odp_mirror_leaf *leaf;
 	unsigned long flags;
 	long ret;
@@ -437,14 +460,22 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 		if (ret >= 0)
 			break;
 		if (ret == -EBUSY) {
+			/* an invalidation elsewhere: the pages stay mapped */
+			if (range->end <= need_end ||
+			    ++busy < ODP_MIRROR_AHEAD_PASSES) {
+				cond_resched();
+				continue;
+			}
+		} else if (ret == -EAGAIN && ++races == 1) {
 			cond_resched();
 			continue;
 		}
+		/* a race, an error, or hmm giving up on the part ahead */
 		if (range->start >= need_end)
 			break;
 		if (range->end > need_end) {
-			/* a race or an error, maybe in the part not asked for */
 			range->end = need_end;
+			busy = 0;
 			continue;
 		}
 		if (ret != -EAGAIN)

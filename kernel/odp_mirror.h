@@ -12,20 +12,23 @@
  *
  * Protocol (see mmu_interval_notifier in include/linux/mmu_notifier.h):
  *
- *  - odp_mirror_fault() works in batches.  A batch is put on @batches,
- *    then mmu_interval_read_begin() waits for any invalidation of the
- *    mirror already under way to end, hmm_range_fault() faults the pages,
- *    and the batch is installed under @lock only if no invalidation that
- *    overlaps it started in between: each one marks the batches it
- *    overlaps.  Invalidations of other parts of the range do not matter to
- *    a batch, so they do not make it retry; this is what lets a fault make
- *    progress while the process keeps changing other parts of a large MR.
+ *  - odp_mirror_fault() works in batches.  Each pass over a batch arms it
+ *    on @batches (clearing its marks) under @lock, then
+ *    mmu_interval_read_begin() waits for any invalidation of the mirror
+ *    already under way to end, hmm_range_fault() faults the pages, and the
+ *    batch is installed under @lock only if no invalidation marked it
+ *    since it was armed.  Invalidations of other parts of the range do
+ *    not matter to a batch, so they do not make it retry; this is what
+ *    lets a fault make progress while the process keeps changing other
+ *    parts of a large MR (and an implicit MR is always being changed
+ *    somewhere).
  *
  *  - An invalidation takes @lock, bumps the notifier sequence, marks the
  *    batches it overlaps and clears every entry in its window before it
  *    returns.  Between an invalidation's start and end no new entry can be
- *    installed in the window: a batch that overlaps it was either marked,
- *    or put on @batches after the mark, and then read_begin waited.
+ *    installed in the window: a batch armed before the invalidation's
+ *    callback ran is marked by it; a batch armed after it waits in
+ *    read_begin until the invalidation has ended.
  *
  *  - The data path (which may run in softirq) takes @lock, uses entries and
  *    drops @lock: while it holds the lock no invalidation can complete, so
