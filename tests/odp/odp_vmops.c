@@ -273,10 +273,9 @@ static void *racer_fn(void *arg)
  */
 static void qp_diag(struct t_rc_pair *p)
 {
-	const char *dir = "/sys/class/infiniband/rxe0/ports/1/hw_counters";
 	struct ibv_qp_init_attr init;
 	struct ibv_qp_attr a[2];
-	char line[1024], path[512], v[32];
+	char line[1024], path[512], dir[256], v[32];
 	size_t n = 0;
 	struct dirent *d;
 	DIR *dp;
@@ -297,6 +296,8 @@ static void qp_diag(struct t_rc_pair *p)
 	t_diag("QP states: requester %d, responder %d (%d is ERR)",
 	       a[0].qp_state, a[1].qp_state, IBV_QPS_ERR);
 	/* no popen(): a fork would invalidate the MRs and disturb the QP */
+	snprintf(dir, sizeof(dir), "/sys/class/infiniband/%s/ports/%u/hw_counters",
+		 dev.name, dev.port);
 	dp = opendir(dir);
 	line[0] = 0;
 	while (dp && (d = readdir(dp))) {
