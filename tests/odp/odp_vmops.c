@@ -317,18 +317,44 @@ static void qp_diag(struct t_rc_pair *p)
 	t_diag("hw counters: %s", line);
 }
 
+/* A hw counter of the device under test, -1 if it cannot be read. */
+static long hw_counter(const char *name)
+{
+	char path[512];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path),
+		 "/sys/class/infiniband/%s/ports/%u/hw_counters/%s", dev.name,
+		 dev.port, name);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* How many timeouts a starved op may take to complete once the racer stops */
+#define RECOVERY_TIMEOUTS	6
+
 /*
  * One RDMA op of the whole buffer.  If it does not complete in time, stop
- * the racer and wait once more: a fault needs a moment without any
- * invalidation of the MR to complete, so a fast enough racer can starve
- * it (that is reported, and the pass ends there); a QP that does not
- * recover once the racer stops is stuck (a failure).
+ * the racer and wait again: a fault needs a moment without any
+ * invalidation of its pages to complete, so a fast enough racer can
+ * starve it, and its pages then come back from swap (that is reported,
+ * and the pass ends there).  While it recovers, the device's packet and
+ * fault counters are reported at every timeout; a QP that does not
+ * complete in RECOVERY_TIMEOUTS timeouts after the racer stopped is stuck
+ * (a failure).
  */
 static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 		   uint8_t *buf, struct ibv_mr *mr)
 {
 	struct ibv_wc wc;
 	double t0;
+	int i;
 
 	if (t_post_rdma(p->qp[0], op, 1, local, LEN, lmr->lkey,
 			(uintptr_t)buf, mr->rkey))
@@ -337,15 +363,23 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 		return wc.status;
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
 	t0 = t_now();
-	if (t_poll(p->scq[0], 1, &wc) == 1) {
-		t_diag("starved: the %s completed %.3f s after the racer stopped: %s",
-		       op == IBV_WR_RDMA_READ ? "READ" : "WRITE", t_now() - t0,
-		       ibv_wc_status_str(wc.status));
-		r->starved = true;
-		return wc.status;
+	for (i = 0; i < RECOVERY_TIMEOUTS; i++) {
+		t_diag("racer stopped %.1f s ago: rcvd_pkts %ld, duplicate_request %ld, completer_retry_err %ld, odp_fault_waits %ld, odp_page_faults %ld",
+		       t_now() - t0, hw_counter("rcvd_pkts"),
+		       hw_counter("duplicate_request"),
+		       hw_counter("completer_retry_err"),
+		       hw_counter("odp_fault_waits"),
+		       hw_counter("odp_page_faults"));
+		if (t_poll(p->scq[0], 1, &wc) == 1) {
+			t_diag("starved: the %s completed %.3f s after the racer stopped: %s",
+			       op == IBV_WR_RDMA_READ ? "READ" : "WRITE",
+			       t_now() - t0, ibv_wc_status_str(wc.status));
+			r->starved = true;
+			return wc.status;
+		}
 	}
 	t_diag("... and it did not complete in the %d ms after the racer stopped either: the QP is stuck",
-	       t_timeout_ms);
+	       RECOVERY_TIMEOUTS * t_timeout_ms);
 	qp_diag(p);
 	return -1;
 }
