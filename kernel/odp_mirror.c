@@ -419,17 +419,19 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
  * Fault one batch that lies inside one leaf and install it.
  *
  * A batch that an invalidation overlapped is faulted again, as any
- * mmu_interval_notifier user does: once as it was, since a write fault
- * invalidates what it replaces (the zero page, a COW page) and may have
- * marked the batch itself; after that, only its first half (at least one
- * page), or only the part before @need_end if it reaches past it.  Each
+ * mmu_interval_notifier user does.  If it reaches past @need_end, only its
+ * part before @need_end is: pages from @need_end on were not asked for,
+ * only hoped for, and a pass over them can take seconds (swap-in under
+ * emulation) while the device waits; they are given up after a race, an
+ * error, or a few passes that hmm gave up on.  A batch that was all asked
+ * for is faulted again once as it was, since a write fault invalidates
+ * what it replaces (the zero page, a COW page) and may have marked the
+ * batch itself; after that, only its first half (at least one page): each
  * pass walks and faults the whole batch again, and a busy range (the
  * process keeps discarding or protecting pages in it) lets a short pass
- * through sooner than a long one.  Pages from @need_end on were not asked
- * for, only hoped for: they are given up after the second race, after an
- * error, or after a few passes that hmm gave up on.  Return: pages
- * installed, with range->end moved back to the end of what was installed;
- * or a negative errno (-EBUSY if the batch did not complete in a second).
+ * through sooner than a long one.  Return: pages installed, with
+ * range->end moved back to the end of what was installed; or a negative
+ * errno (-EBUSY if the batch did not complete in a second).
  */
 static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 				   struct hmm_range *range,
@@ -466,7 +468,8 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 				cond_resched();
 				continue;
 			}
-		} else if (ret == -EAGAIN && ++races == 1) {
+		} else if (ret == -EAGAIN && ++races == 1 &&
+			   range->end <= need_end) {
 			cond_resched();
 			continue;
 		}
