@@ -91,6 +91,15 @@ static inline void rxe_odp_count(struct rxe_dev *rxe, enum rxe_counters idx,
 	atomic64_add(n, &rxe->stats_counters[idx]);
 }
 
+/* Count @npages pages faulted for traffic, on demand or read ahead. */
+static void rxe_odp_count_faulted(struct rxe_odp_mr *odp_mr, long npages)
+{
+	if (npages <= 0)
+		return;
+	atomic64_add(npages, &odp_mr->page_faults);
+	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS, npages);
+}
+
 /*
  * Fault [start, start + length) of @mr in the background: the next windows
  * of a stream, mapped on another CPU while the data path copies the window
@@ -131,10 +140,7 @@ static void rxe_odp_readahead_work(struct work_struct *work)
 	 */
 	ret = odp_mirror_fault(mr->odp, fault->ra_start, 0, fault->ra_length,
 			       fault->ra_access);
-	if (ret > 0) {
-		atomic64_add(ret, &odp_mr->page_faults);
-		rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS, ret);
-	}
+	rxe_odp_count_faulted(odp_mr, ret);
 	fault->ra_mr = NULL;
 	clear_bit_unlock(0, &fault->ra_busy);
 	rxe_put(mr);
@@ -168,10 +174,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 */
 	ret = odp_mirror_fault(mr->odp, fault->addr, fault->length,
 			       window - fault->length, fault->access);
-	if (ret > 0) {
-		atomic64_add(ret, &odp_mr->page_faults);
-		rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_FAULTS, ret);
-	}
+	rxe_odp_count_faulted(odp_mr, ret);
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAITS, 1);
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US,
 		      ktime_us_delta(ktime_get(), fault->start));
