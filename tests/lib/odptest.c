@@ -909,6 +909,25 @@ long t_vmstat(const char *key)
 	return proc_value("/proc/vmstat", key, ' ');
 }
 
+long t_hw_counter(const struct t_dev *d, const char *name)
+{
+	char path[512];
+	long v = -1;
+	FILE *f;
+
+	usleep(20000);
+	snprintf(path, sizeof(path),
+		 "/sys/class/infiniband/%s/ports/%u/hw_counters/%s", d->name,
+		 d->port, name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
 long t_knob_get(const char *path)
 {
 	char buf[64];

@@ -78,6 +78,12 @@ struct t_dev {
 
 int t_dev_open(struct t_dev *d);
 void t_dev_close(struct t_dev *d);
+/*
+ * A hw counter of @d's port (/sys/class/infiniband/.../hw_counters/@name),
+ * read fresh (waits out the 10 ms for which the kernel caches them); -1 if
+ * it cannot be read.
+ */
+long t_hw_counter(const struct t_dev *d, const char *name);
 
 /*
  * Register @len bytes at @addr with @access, plus IBV_ACCESS_ON_DEMAND in

@@ -31,36 +31,16 @@ static struct t_rc_pair pair;
 static uint8_t *src;		/* pinned source / sink of the traffic */
 static struct ibv_mr *src_mr;
 
-static long counter(const char *name)
-{
-	char path[256];
-	long v = -1;
-	FILE *f;
-
-	/* hw counters are cached for 10 ms */
-	usleep(20000);
-	snprintf(path, sizeof(path),
-		 "/sys/class/infiniband/%s/ports/%u/hw_counters/%s",
-		 dev.name, dev.port, name);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 struct counts {
 	long faults, invals, prefetch, waits;
 };
 
 static void counts_read(struct counts *c)
 {
-	c->faults = counter("odp_page_faults");
-	c->invals = counter("odp_page_invalidations");
-	c->prefetch = counter("odp_page_prefetch");
-	c->waits = counter("odp_fault_waits");
+	c->faults = t_hw_counter(&dev, "odp_page_faults");
+	c->invals = t_hw_counter(&dev, "odp_page_invalidations");
+	c->prefetch = t_hw_counter(&dev, "odp_page_prefetch");
+	c->waits = t_hw_counter(&dev, "odp_fault_waits");
 }
 
 static void counts_delta(struct counts *d, const struct counts *before)

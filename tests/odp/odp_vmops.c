@@ -317,25 +317,6 @@ static void qp_diag(struct t_rc_pair *p)
 	t_diag("hw counters: %s", line);
 }
 
-/* A hw counter of the device under test, -1 if it cannot be read. */
-static long hw_counter(const char *name)
-{
-	char path[512];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path),
-		 "/sys/class/infiniband/%s/ports/%u/hw_counters/%s", dev.name,
-		 dev.port, name);
-	f = fopen(path, "r");
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* How many timeouts a starved op may take to complete once the racer stops */
 #define RECOVERY_TIMEOUTS	6
 
@@ -353,6 +334,7 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 		   uint8_t *buf, struct ibv_mr *mr)
 {
 	struct ibv_wc wc;
+	long swapins;
 	double t0;
 	int i;
 
@@ -363,17 +345,20 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 		return wc.status;
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
 	t0 = t_now();
+	swapins = t_vmstat("pswpin");
 	for (i = 0; i < RECOVERY_TIMEOUTS; i++) {
-		t_diag("racer stopped %.1f s ago: rcvd_pkts %ld, duplicate_request %ld, completer_retry_err %ld, odp_fault_waits %ld, odp_page_faults %ld",
-		       t_now() - t0, hw_counter("rcvd_pkts"),
-		       hw_counter("duplicate_request"),
-		       hw_counter("completer_retry_err"),
-		       hw_counter("odp_fault_waits"),
-		       hw_counter("odp_page_faults"));
+		t_diag("racer stopped %.1f s ago: rcvd_pkts %ld, duplicate_request %ld, completer_retry_err %ld, odp_fault_waits %ld, odp_page_faults %ld, pswpin +%ld",
+		       t_now() - t0, t_hw_counter(&dev, "rcvd_pkts"),
+		       t_hw_counter(&dev, "duplicate_request"),
+		       t_hw_counter(&dev, "completer_retry_err"),
+		       t_hw_counter(&dev, "odp_fault_waits"),
+		       t_hw_counter(&dev, "odp_page_faults"),
+		       t_vmstat("pswpin") - swapins);
 		if (t_poll(p->scq[0], 1, &wc) == 1) {
-			t_diag("starved: the %s completed %.3f s after the racer stopped: %s",
+			t_diag("starved: the %s completed %.3f s after the racer stopped, with %ld pages swapped in: %s",
 			       op == IBV_WR_RDMA_READ ? "READ" : "WRITE",
-			       t_now() - t0, ibv_wc_status_str(wc.status));
+			       t_now() - t0, t_vmstat("pswpin") - swapins,
+			       ibv_wc_status_str(wc.status));
 			r->starved = true;
 			return wc.status;
 		}
@@ -477,7 +462,15 @@ static bool race(bool write)
 				(uintptr_t)buf, mr->rkey);
 		ok = !s && t_check(buf, pat, LEN, "quiet WRITE after the race");
 		madvise(buf, LEN, MADV_PAGEOUT);
+		/*
+		 * What a swap-in costs the CPU here and now: the yardstick
+		 * for a starved op's recovery, which swaps pages in too.
+		 */
+		lf = t_vmstat("pswpin");
+		t0 = t_now();
 		ok = ok && t_check(buf, pat, LEN, "the last WRITE after MADV_PAGEOUT");
+		t_diag("the CPU read the paged-out buffer back in %.3f s, %ld pages swapped in",
+		       t_now() - t0, t_vmstat("pswpin") - lf);
 	}
 out_p:
 	t_rc_pair_destroy(&p);
