@@ -17,6 +17,7 @@
 bool t_odp = true;
 bool t_verbose;
 int t_timeout_ms = 10000;
+int t_rc_timeout = 14;
 
 static const char *t_prog = "test";
 static int t_planned = -1;
@@ -362,7 +363,7 @@ static int rc_connect(struct t_dev *d, struct ibv_qp *qp, uint32_t dqpn,
 
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
+	a.timeout = t_rc_timeout;
 	a.retry_cnt = 7;
 	a.rnr_retry = 7;
 	a.sq_psn = my_psn;

@@ -38,6 +38,7 @@
 extern bool t_odp;		/* true: ODP MRs (default); false: --pinned */
 extern bool t_verbose;		/* -v: more diagnostics */
 extern int t_timeout_ms;	/* completion wait limit */
+extern int t_rc_timeout;	/* transport timeout of new RC QPs (14) */
 
 /* ---- arguments and TAP ------------------------------------------------ */
 

@@ -192,6 +192,54 @@ static bool read_cut_off(void)
 	return ok;
 }
 
+/*
+ * READs retransmitted while their responses are on the way: with the
+ * shortest transport timeout (one jiffy in rxe) the requester retransmits
+ * a 64 KiB READ while it runs, and the responder may replay a duplicate
+ * after the READ completed.  Here the buffer is PROT_NONE by then, so such
+ * a replay cannot read.  That must cost a NAK that the requester drops as
+ * stale, not the QP: the WRITE that follows (elsewhere) must complete.
+ * Before patch 0021 the responder moved to the error state and the WRITE
+ * was retried forever.
+ */
+#define STALE_ROUNDS	300
+
+static bool stale_read_replays(void)
+{
+	struct t_rc_pair p;
+	int i, s = 0, w = 0;
+	long dup;
+	bool ok = true;
+
+	t_rc_timeout = 1;
+	if (t_rc_pair_create(&dev, &p, NULL)) {
+		t_rc_timeout = 14;
+		return false;
+	}
+	t_rc_timeout = 14;
+	dup = t_hw_counter(&dev, "duplicate_request");
+	for (i = 0; ok && i < STALE_ROUNDS; i++) {
+		s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rd, LEN, rdmr->lkey,
+				(uintptr_t)buf, mr->rkey);
+		ok = s == IBV_WC_SUCCESS &&
+		     t_check(rd, copy, LEN, "READ before PROT_NONE");
+		ok = do_mprotect(buf, LEN, PROT_NONE) && ok;
+		t_fill(local, T_PAGE, 100 + i);
+		w = t_rdma_sync(&p, IBV_WR_RDMA_WRITE, local, T_PAGE,
+				lmr->lkey, (uintptr_t)rd, rdmr->rkey);
+		ok = ok && w == IBV_WC_SUCCESS &&
+		     t_check(rd, local, T_PAGE, "WRITE after PROT_NONE");
+		ok = do_mprotect(buf, LEN, PROT_READ | PROT_WRITE) && ok;
+	}
+	dup = t_hw_counter(&dev, "duplicate_request") - dup;
+	t_diag("%d rounds of READ, PROT_NONE, WRITE elsewhere: READ %s, WRITE %s; the responder saw %ld duplicate requests",
+	       i, st(s), st(w), dup);
+	if (!ok)
+		qp_states(&p);
+	t_rc_pair_destroy(&p);
+	return ok;
+}
+
 int main(int argc, char **argv)
 {
 	const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
@@ -202,7 +250,7 @@ int main(int argc, char **argv)
 	int s;
 
 	t_init(argc, argv, "ODP MRs follow mprotect()");
-	t_plan(7);
+	t_plan(8);
 	if (t_dev_open(&dev))
 		t_bail("cannot open the RDMA device");
 	buf = t_mmap(LEN);
@@ -304,6 +352,11 @@ int main(int argc, char **argv)
 	t_result(read_cut_off(), t_odp ?
 		 "RDMA READ running into PROT_NONE pages after 4 response packets: IBV_WC_REM_ACCESS_ERR, not a hang" :
 		 "pinned contrast: RDMA READ over PROT_NONE pinned pages returns their data");
+
+	/* 8: duplicate READs replayed after the buffer became PROT_NONE */
+	t_result(stale_read_replays(),
+		 "READs retransmitted every jiffy, buffer PROT_NONE after each: the WRITE that follows completes, the QP lives (%d rounds)",
+		 STALE_ROUNDS);
 
 	t_dereg_mr(mr);
 	t_dereg_mr(lmr);
