@@ -15,7 +15,12 @@
  *  - a multi-packet RDMA READ that runs into PROT_NONE pages after its
  *    first response packets completes with IBV_WC_REM_ACCESS_ERR (the
  *    responder NAKs in the middle of its response), and the local buffer
- *    keeps only what the packets before the error carried.
+ *    keeps only what the packets before the error carried;
+ *  - READs that the requester retransmits while their responses are on the
+ *    way (transport timeout of one jiffy) and that the responder replays
+ *    after they completed, when the buffer is PROT_NONE by then: the
+ *    replay is NAKed, and the QP lives on (the WRITE after each READ
+ *    completes).
  *
  * Pinned MRs (--pinned) do not follow mprotect: the pages were pinned
  * writable at registration, so the device keeps writing into them.  The
