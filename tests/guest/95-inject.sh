@@ -140,17 +140,24 @@ for r in $ROUNDS; do
 	*) echo "# unknown round '$r' (odp, rxe)" ;;
 	esac
 done
-# plan: ranges and caches (3) + per round (arm, verbs programs x2 modes,
-# rdma-core, injected) + after (disarmed, odp_traffic, resources)
+# plan: ranges and caches (3) + per round (arm, the verbs programs, in
+# the rxe round in both modes, rdma-core, injected) + after (disarmed,
+# odp_traffic, resources)
 set -f
 # shellcheck disable=SC2086  # counting words
 nprogs=$(set -- $PROGS; echo $#)
-# shellcheck disable=SC2086
-nrounds=$(set -- $ROUND_LIST; echo $#)
 set +f
-per_round=$((2 + 2 * nprogs + 1))
-[ "$RDMA_CORE" = none ] && per_round=$((per_round - 1))
-echo "1..$((3 + nrounds * per_round + 3))"
+round_size() {	# round_size ROUND: results a round reports
+	local size=$((2 + nprogs + 1))
+	[ "$1" = rxe ] && size=$((size + nprogs))
+	[ "$RDMA_CORE" = none ] && size=$((size - 1))
+	echo "$size"
+}
+planned=6
+for r in $ROUND_LIST; do
+	planned=$((planned + $(round_size "$r")))
+done
+echo "1..$planned"
 
 if [ -n "$rxe_lo" ] && [ "$rxe_hi" -gt "$rxe_lo" ]; then
 	rxe_hi=$((rxe_hi + 4096))	# past the last function, whatever its size
@@ -316,13 +323,13 @@ for r in $ROUND_LIST; do
 		if [ "$odp_n" -gt 0 ]; then
 			run_round odp "$odp_lo" "$odp_hi" "${RXE_INJECT_P_ODP:-20}"
 		else
-			for _ in $(seq 1 "$per_round"); do not_ok "round odp: no ODP code range"; done
+			for _ in $(seq 1 "$(round_size odp)"); do not_ok "round odp: no ODP code range"; done
 		fi ;;
 	rxe)
 		if [ -n "$rxe_lo" ]; then
 			run_round rxe "$rxe_lo" "$rxe_hi" "${RXE_INJECT_P_RXE:-2}"
 		else
-			for _ in $(seq 1 "$per_round"); do not_ok "round rxe: no rdma_rxe range"; done
+			for _ in $(seq 1 "$(round_size rxe)"); do not_ok "round rxe: no rdma_rxe range"; done
 		fi ;;
 	esac
 done
