@@ -211,17 +211,16 @@ static bool read_cut_off(void)
 
 static bool stale_read_replays(void)
 {
+	int i, s = 0, w = 0, timeout = t_rc_timeout;
 	struct t_rc_pair p;
-	int i, s = 0, w = 0;
 	long dup;
 	bool ok = true;
 
 	t_rc_timeout = 1;
-	if (t_rc_pair_create(&dev, &p, NULL)) {
-		t_rc_timeout = 14;
+	i = t_rc_pair_create(&dev, &p, NULL);
+	t_rc_timeout = timeout;
+	if (i)
 		return false;
-	}
-	t_rc_timeout = 14;
 	dup = t_hw_counter(&dev, "duplicate_request");
 	for (i = 0; ok && i < STALE_ROUNDS; i++) {
 		s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rd, LEN, rdmr->lkey,

@@ -317,6 +317,12 @@ static void qp_diag(struct t_rc_pair *p)
 	t_diag("hw counters: %s", line);
 }
 
+/* Pages swapped in since @base (a pswpin count), -1 if not counted. */
+static long swapins_since(long base)
+{
+	return base < 0 ? -1 : t_vmstat("pswpin") - base;
+}
+
 /* How many timeouts a starved op may take to complete once the racer stops */
 #define RECOVERY_TIMEOUTS	6
 
@@ -334,7 +340,7 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 		   uint8_t *buf, struct ibv_mr *mr)
 {
 	struct ibv_wc wc;
-	long swapins;
+	long pswpin0;
 	double t0;
 	int i;
 
@@ -345,7 +351,7 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 		return wc.status;
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
 	t0 = t_now();
-	swapins = t_vmstat("pswpin");
+	pswpin0 = t_vmstat("pswpin");
 	for (i = 0; i < RECOVERY_TIMEOUTS; i++) {
 		t_diag("racer stopped %.1f s ago: rcvd_pkts %ld, duplicate_request %ld, completer_retry_err %ld, odp_fault_waits %ld, odp_page_faults %ld, pswpin +%ld",
 		       t_now() - t0, t_hw_counter(&dev, "rcvd_pkts"),
@@ -353,11 +359,11 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 		       t_hw_counter(&dev, "completer_retry_err"),
 		       t_hw_counter(&dev, "odp_fault_waits"),
 		       t_hw_counter(&dev, "odp_page_faults"),
-		       t_vmstat("pswpin") - swapins);
+		       swapins_since(pswpin0));
 		if (t_poll(p->scq[0], 1, &wc) == 1) {
 			t_diag("starved: the %s completed %.3f s after the racer stopped, with %ld pages swapped in: %s",
 			       op == IBV_WR_RDMA_READ ? "READ" : "WRITE",
-			       t_now() - t0, t_vmstat("pswpin") - swapins,
+			       t_now() - t0, swapins_since(pswpin0),
 			       ibv_wc_status_str(wc.status));
 			r->starved = true;
 			return wc.status;
@@ -394,7 +400,7 @@ static bool race(bool write)
 	uint8_t *buf, *pat;
 	struct ibv_mr *mr = NULL;
 	struct t_rc_pair p;
-	long lf0, lf, zp = 0, zsum = 0;
+	long lf0, lf, zp = 0, zsum = 0, pswpin0;
 	bool ok = false;
 	pthread_t thr;
 	double t0;
@@ -466,11 +472,11 @@ static bool race(bool write)
 		 * What a swap-in costs the CPU here and now: the yardstick
 		 * for a starved op's recovery, which swaps pages in too.
 		 */
-		lf = t_vmstat("pswpin");
+		pswpin0 = t_vmstat("pswpin");
 		t0 = t_now();
 		ok = ok && t_check(buf, pat, LEN, "the last WRITE after MADV_PAGEOUT");
 		t_diag("the CPU read the paged-out buffer back in %.3f s, %ld pages swapped in",
-		       t_now() - t0, t_vmstat("pswpin") - lf);
+		       t_now() - t0, swapins_since(pswpin0));
 	}
 out_p:
 	t_rc_pair_destroy(&p);
