@@ -421,17 +421,18 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
  * A batch that an invalidation overlapped is faulted again, as any
  * mmu_interval_notifier user does.  If it reaches past @need_end, only its
  * part before @need_end is: pages from @need_end on were not asked for,
- * only hoped for, and a pass over them can take seconds (swap-in under
- * emulation) while the device waits; they are given up after a race, an
- * error, or a few passes that hmm gave up on.  A batch that was all asked
- * for is faulted again once as it was, since a write fault invalidates
- * what it replaces (the zero page, a COW page) and may have marked the
- * batch itself; after that, only its first half (at least one page): each
- * pass walks and faults the whole batch again, and a busy range (the
- * process keeps discarding or protecting pages in it) lets a short pass
- * through sooner than a long one.  Return: pages installed, with
- * range->end moved back to the end of what was installed; or a negative
- * errno (-EBUSY if the batch did not complete in a second).
+ * only hoped for, and a pass over them costs a page fault per page (about
+ * a second for 2 MiB under loaded emulation) while the device waits; they
+ * are given up after a race, an error, or a few passes that hmm gave up
+ * on.  A batch that was all asked for is faulted again once as it was,
+ * since a write fault invalidates what it replaces (the zero page, a COW
+ * page) and may have marked the batch itself; after that, only its first
+ * half (at least one page): each pass walks and faults the whole batch
+ * again, and a busy range (the process keeps discarding or protecting
+ * pages in it) lets a short pass through sooner than a long one.
+ * Return: pages installed, with range->end moved back to the end of what
+ * was installed; or a negative errno (-EBUSY if the batch did not complete
+ * in a second).
  */
 static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 				   struct hmm_range *range,
