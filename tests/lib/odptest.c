@@ -725,16 +725,84 @@ bool t_wait_ok(struct ibv_cq *cq, int n, const char *what)
 	return ok;
 }
 
+/* rxe's port counters that tell a stuck QP from a slow one */
+static const char *const stuck_counters[] = {
+	"sent_pkts", "rcvd_pkts", "duplicate_request", "out_of_seq_request",
+	"rcvd_seq_err", "completer_retry_err", "rcvd_rnr_err",
+	"send_rnr_err", "odp_fault_waits", "odp_page_faults",
+	"odp_page_invalidations",
+};
+
+/*
+ * Print what a QP pair whose completion is overdue is doing: the state
+ * and PSNs of both QPs, and the device's counters (their change between
+ * two reports shows whether packets still flow and faults still happen).
+ */
+static void t_stuck_report(struct t_rc_pair *p, const char *when)
+{
+	const char *dev = ibv_get_device_name(p->qp[0]->context->device);
+	char line[512], path[256];
+	size_t i, o;
+	int q;
+
+	for (q = 0; q < 2; q++) {
+		struct ibv_qp_init_attr init;
+		struct ibv_qp_attr a;
+
+		if (ibv_query_qp(p->qp[q], &a, IBV_QP_STATE | IBV_QP_SQ_PSN |
+				 IBV_QP_RQ_PSN, &init)) {
+			t_diag("%s: qp %u: ibv_query_qp: %s", when,
+			       p->qp[q]->qp_num, strerror(errno));
+			continue;
+		}
+		t_diag("%s: qp %u: state %d, sq_psn %u, rq_psn %u", when,
+		       p->qp[q]->qp_num, a.qp_state, a.sq_psn, a.rq_psn);
+	}
+	o = snprintf(line, sizeof(line), "%s: %s", when, dev);
+	for (i = 0; i < T_ARRAY_SIZE(stuck_counters) && o < sizeof(line); i++) {
+		long v = -1;
+		FILE *f;
+
+		snprintf(path, sizeof(path),
+			 "/sys/class/infiniband/%s/ports/1/hw_counters/%s",
+			 dev, stuck_counters[i]);
+		f = fopen(path, "r");
+		if (f) {
+			if (fscanf(f, "%ld", &v) != 1)
+				v = -1;
+			fclose(f);
+		}
+		o += snprintf(line + o, sizeof(line) - o, " %s %ld",
+			      stuck_counters[i], v);
+	}
+	t_diag("%s", line);
+}
+
 int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 		uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey)
 {
+	double t0 = t_now();
 	struct ibv_wc wc;
+	int saved;
 
 	if (t_post_rdma(p->qp[0], op, 1, laddr, len, lkey, raddr, rkey))
 		return -1;
-	if (t_poll(p->scq[0], 1, &wc) != 1)
-		return -1;
-	return wc.status;
+	if (t_poll(p->scq[0], 1, &wc) == 1)
+		return wc.status;
+
+	/*
+	 * Overdue: a failure either way, but say whether the QP is stuck or
+	 * only slow, by waiting three times as long again.
+	 */
+	t_stuck_report(p, "overdue");
+	saved = t_timeout_ms;
+	t_timeout_ms *= 3;
+	if (t_poll(p->scq[0], 1, &wc) == 1)
+		t_diag("the completion (%s) came %.1f s after the post",
+		       ibv_wc_status_str(wc.status), t_now() - t0);
+	t_timeout_ms = saved;
+	t_stuck_report(p, "later");
+	return -1;
 }
 
 int t_rdma_chunked(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
