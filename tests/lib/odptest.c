@@ -792,11 +792,12 @@ int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 
 	/*
 	 * Overdue: a failure either way, but say whether the QP is stuck or
-	 * only slow, by waiting three times as long again.
+	 * only slow, by waiting three times as long again (at most 30 s, so
+	 * that a stuck QP does not eat the program's time limit).
 	 */
 	t_stuck_report(p, "overdue");
 	saved = t_timeout_ms;
-	t_timeout_ms *= 3;
+	t_timeout_ms = saved > 10000 ? 30000 : 3 * saved;
 	if (t_poll(p->scq[0], 1, &wc) == 1)
 		t_diag("the completion (%s) came %.1f s after the post",
 		       ibv_wc_status_str(wc.status), t_now() - t0);

@@ -160,7 +160,8 @@ bool t_wait_ok(struct ibv_cq *cq, int n, const char *what);
 /* Post one RDMA op on pair->qp[0] and wait; returns the completion
  * status, or -1 if posting failed or the wait timed out.  A timed-out
  * wait is reported with the QPs' states and the device's counters, and
- * goes on three times as long to tell a stuck QP from a slow one.
+ * goes on three times as long (at most 30 s) to tell a stuck QP from a
+ * slow one.
  */
 int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 		uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey);
