@@ -210,25 +210,24 @@ static void rxe_odp_fault_work(struct work_struct *work)
 
 /*
  * Wake the parked task with keepalive_due set, every RXE_ODP_KEEPALIVE_MS
- * while its fault is pending.  Holds a reference to the QP while queued.
+ * while its fault is pending.  A timer rather than delayed work: the
+ * keepalive races the peer's retransmit timer, a timer too, and a work
+ * item waits for a kworker to be scheduled after its timer fired (70-150
+ * ms late on a busy machine), long enough for the peer to resend a window.
+ * Takes no reference: rxe_odp_fault_fini() stops it before the QP goes.
  */
-static void rxe_odp_keepalive_work(struct work_struct *work)
+static void rxe_odp_keepalive_tick(struct timer_list *timer)
 {
-	struct rxe_odp_fault *fault = container_of(to_delayed_work(work),
-						   struct rxe_odp_fault,
-						   keepalive_work);
-	struct rxe_qp *qp = fault->qp;
+	struct rxe_odp_fault *fault = from_timer(fault, timer,
+						 keepalive_timer);
 
 	/* pairs with smp_store_release() in rxe_odp_fault_work() */
-	if (smp_load_acquire(&fault->state) == RXE_ODP_FAULT_PENDING) {
-		WRITE_ONCE(fault->keepalive_due, 1);
-		rxe_sched_task(fault->task);
-		/* requeueing itself keeps the reference for the next tick */
-		if (queue_delayed_work(rxe_odp_wq, &fault->keepalive_work,
-				       msecs_to_jiffies(RXE_ODP_KEEPALIVE_MS)))
-			return;
-	}
-	rxe_put(qp);
+	if (smp_load_acquire(&fault->state) != RXE_ODP_FAULT_PENDING)
+		return;
+	WRITE_ONCE(fault->keepalive_due, 1);
+	rxe_sched_task(fault->task);
+	mod_timer(&fault->keepalive_timer,
+		  jiffies + msecs_to_jiffies(RXE_ODP_KEEPALIVE_MS));
 }
 
 void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
@@ -236,10 +235,19 @@ void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 {
 	INIT_WORK(&fault->work, rxe_odp_fault_work);
 	INIT_WORK(&fault->readahead_work, rxe_odp_readahead_work);
-	INIT_DELAYED_WORK(&fault->keepalive_work, rxe_odp_keepalive_work);
+	timer_setup(&fault->keepalive_timer, rxe_odp_keepalive_tick, 0);
 	fault->qp = qp;
 	fault->task = task;
 	fault->state = RXE_ODP_FAULT_IDLE;
+}
+
+/*
+ * Called when the QP is cleaned up: no fault is pending any more (a fault
+ * holds a reference to the QP), so the keepalive does not rearm itself.
+ */
+void rxe_odp_fault_fini(struct rxe_odp_fault *fault)
+{
+	del_timer_sync(&fault->keepalive_timer);
 }
 
 /* Forget a failed fault; called when the QP is reset. */
@@ -283,10 +291,10 @@ static int rxe_odp_miss(struct rxe_odp_fault *fault, struct rxe_mr *mr,
 	fault->state = RXE_ODP_FAULT_PENDING;
 	queue_work(rxe_odp_wq, &fault->work);
 
-	if (fault->keepalive && rxe_get(fault->qp) &&
-	    !queue_delayed_work(rxe_odp_wq, &fault->keepalive_work,
-				msecs_to_jiffies(RXE_ODP_KEEPALIVE_MS)))
-		rxe_put(fault->qp);	/* already ticking */
+	/* start ticking unless already ticking: never push a tick back */
+	if (fault->keepalive)
+		timer_reduce(&fault->keepalive_timer,
+			     jiffies + msecs_to_jiffies(RXE_ODP_KEEPALIVE_MS));
 	return -EAGAIN;
 }
 

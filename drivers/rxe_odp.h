@@ -83,7 +83,7 @@ struct rxe_odp_fault {
 	 * Set keepalive to have the parked task woken every few ms with
 	 * keepalive_due set, so that it can tell its peer it is still there.
 	 */
-	struct delayed_work	keepalive_work;
+	struct timer_list	keepalive_timer;
 	bool			keepalive;
 	int			keepalive_due;
 };
@@ -95,6 +95,7 @@ void rxe_odp_init_device_caps(struct rxe_dev *rxe);
 void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
 			struct rxe_task *task);
 void rxe_odp_fault_reset(struct rxe_odp_fault *fault);
+void rxe_odp_fault_fini(struct rxe_odp_fault *fault);
 
 /* True, once, when a keepalive tick came since the last call. */
 static inline bool rxe_odp_keepalive_due(struct rxe_odp_fault *fault)
