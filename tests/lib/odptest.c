@@ -2,6 +2,8 @@
 /*
  * odptest: helpers shared by the rxe ODP verbs tests.  See odptest.h.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -733,12 +735,7 @@ static const char *const stuck_counters[] = {
 	"odp_page_invalidations",
 };
 
-/*
- * Print what a QP pair whose completion is overdue is doing: the state
- * and PSNs of both QPs, and the device's counters (their change between
- * two reports shows whether packets still flow and faults still happen).
- */
-static void t_stuck_report(struct t_rc_pair *p, const char *when)
+void t_stuck_report(struct t_rc_pair *p, const char *when)
 {
 	const char *dev = ibv_get_device_name(p->qp[0]->context->device);
 	char line[512], path[256];
@@ -1037,4 +1034,63 @@ long t_kmem_kb(void)
 	if (slab < 0 || vmalloc < 0 || pt < 0)
 		return -1;
 	return slab + vmalloc + pt;
+}
+
+/* Read /proc/@pid/@name into @buf, NUL-terminated; false if unreadable. */
+static bool proc_read(const char *pid, const char *name, char *buf,
+		      size_t size)
+{
+	char path[300];
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/%s", pid, name);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, size - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return true;
+}
+
+void t_dump_kernel_stacks(const char *why)
+{
+	static const char *const what[] = {
+		"rxe", "odp", "uverbs", "ib_", "mmput", "exit_mmap", "fput",
+		"hmm_", "mmu_notifier", "mmu_interval",
+	};
+	char stat[512], stack[4096];
+	struct dirent *d;
+	DIR *dir;
+
+	t_diag("%s; kernel stacks of the tasks it may wait for:", why);
+	dir = opendir("/proc");
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		char *comm, *end, state;
+		bool show = false;
+		size_t i;
+
+		if (!isdigit((unsigned char)d->d_name[0]) ||
+		    !proc_read(d->d_name, "stat", stat, sizeof(stat)) ||
+		    !proc_read(d->d_name, "stack", stack, sizeof(stack)))
+			continue;
+		/* "pid (comm) state ...": comm may hold spaces and ')' */
+		comm = strchr(stat, '(');
+		end = strrchr(stat, ')');
+		if (!comm || !end || end[1] != ' ')
+			continue;
+		*end = 0;
+		state = end[2];
+		for (i = 0; i < T_ARRAY_SIZE(what); i++)
+			show |= strstr(stack, what[i]) != NULL;
+		if (!show && state != 'D')
+			continue;
+		t_diag("  task %s %s) %c:", d->d_name, comm, state);
+		for (char *l = strtok(stack, "\n"); l; l = strtok(NULL, "\n"))
+			t_diag("    %s", l);
+	}
+	closedir(dir);
 }

@@ -166,6 +166,12 @@ bool t_wait_ok(struct ibv_cq *cq, int n, const char *what);
 int t_rdma_sync(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
 		uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey);
 /*
+ * Print what a QP pair whose completion is overdue is doing: the state
+ * and PSNs of both QPs, and the device's counters (their change between
+ * two reports shows whether packets still flow and faults still happen).
+ */
+void t_stuck_report(struct t_rc_pair *p, const char *when);
+/*
  * RDMA READ or WRITE of @len bytes between @laddr (@lkey) and @raddr
  * (@rkey) over @p, as t_rdma_sync() messages of at most 4 MiB (rxe takes
  * at most 8 MiB per message); stops at the first that fails.  Returns 0,
@@ -214,6 +220,12 @@ bool t_knob_set(const char *path, long v);
  */
 long t_kmem_kb(void);
 double t_now(void);	/* seconds, CLOCK_MONOTONIC */
+/*
+ * Print (t_diag) the kernel stack of every task that is blocked (D) or in
+ * rxe, uverbs, hmm, the MMU notifiers or an address space's teardown: where
+ * something slow or stuck waits.  Needs root for /proc/PID/stack.
+ */
+void t_dump_kernel_stacks(const char *why);
 
 const char *t_wc_status_str(int status);
 
