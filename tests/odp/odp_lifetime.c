@@ -12,6 +12,13 @@
  * After each, the device's resources ('rdma resource show') must be back
  * to what they were before the child started.  The kernel log is checked
  * by the test bed: no warning, no splat.
+ *
+ * How long the child took to end and its resources to go is printed.  Both
+ * are bounded only to tell a leak or a hang from a slow teardown (the
+ * teardown of a dead owner may run after it was reaped, once the last user
+ * of its address space lets go); when either takes more than SLOW_SECS,
+ * the kernel stacks of the tasks it may wait for are printed
+ * (t_dump_kernel_stacks()), to show where it waits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +34,8 @@
 #define LEN	(16 * T_MIB)
 #define CHUNK	(64 * T_KIB)
 #define INFLIGHT	64
+#define SLOW_SECS	10	/* print the kernel stacks after this long */
+#define LIMIT_SECS	60	/* a leak or a hang after this long */
 
 struct res {
 	long pd, cq, qp, mr, ctx;
@@ -67,23 +76,68 @@ static int res_read(struct res *r)
 	return found ? 0 : -1;
 }
 
+/* @what is SLOW_SECS late: show where the kernel waits. */
+static void slow(const char *what)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "%s after %d s", what, SLOW_SECS);
+	t_dump_kernel_stacks(why);
+}
+
+static bool res_equal(const struct res *a, const struct res *b)
+{
+	return a->pd == b->pd && a->cq == b->cq && a->qp == b->qp &&
+	       a->mr == b->mr && a->ctx == b->ctx;
+}
+
+/*
+ * Wait for the resources to be back to @base: the teardown of a dead
+ * process's context may be asynchronous.
+ */
 static bool res_back(const struct res *base)
 {
+	double t0 = t_now(), t;
+	bool dumped = false;
 	struct res now;
-	int i;
 
-	/* teardown of a dead process's context is asynchronous */
-	for (i = 0; i < 100; i++) {
-		if (!res_read(&now) && now.pd == base->pd && now.cq == base->cq &&
-		    now.qp == base->qp && now.mr == base->mr &&
-		    now.ctx == base->ctx)
+	for (;;) {
+		bool read_ok = !res_read(&now);
+
+		t = t_now() - t0;
+		if (read_ok && res_equal(&now, base)) {
+			t_diag("resources back %.1f s after the child ended", t);
 			return true;
+		}
+		if (t > LIMIT_SECS)
+			break;
+		if (t > SLOW_SECS && !dumped) {
+			slow("resources not back");
+			dumped = true;
+		}
 		usleep(100000);
 	}
 	t_diag("resources now: pd %ld cq %ld qp %ld mr %ld ctx %ld; before: pd %ld cq %ld qp %ld mr %ld ctx %ld",
 	       now.pd, now.cq, now.qp, now.mr, now.ctx,
 	       base->pd, base->cq, base->qp, base->mr, base->ctx);
 	return false;
+}
+
+/* Reap @pid, printing the kernel stacks if it takes long to end. */
+static pid_t reap(pid_t pid, int *status, double t0, const char *since)
+{
+	bool dumped = false;
+	pid_t ret;
+
+	while (!(ret = waitpid(pid, status, WNOHANG))) {
+		if (!dumped && t_now() - t0 > SLOW_SECS) {
+			slow("the child has not ended");
+			dumped = true;
+		}
+		usleep(10000);
+	}
+	t_diag("the child ended %.1f s after %s", t_now() - t0, since);
+	return ret;
 }
 
 enum how { DEREG_IN_FLIGHT, EXIT_OPEN, KILLED };
@@ -154,6 +208,7 @@ static void run(enum how how, const char *name)
 {
 	struct res base;
 	int fds[2], status = -1;
+	double t0;
 	pid_t pid;
 	char c;
 
@@ -178,13 +233,15 @@ static void run(enum how how, const char *name)
 		_exit(child(how, fds[1]));
 	}
 	close(fds[1]);
+	t0 = t_now();
 	if (how == KILLED) {
 		if (read(fds[0], &c, 1) == 1)
 			usleep(200000);	/* in the middle of the faults */
+		t0 = t_now();
 		kill(pid, SIGKILL);
 	}
 	close(fds[0]);
-	waitpid(pid, &status, 0);
+	reap(pid, &status, t0, how == KILLED ? "SIGKILL" : "it started");
 
 	if (how == KILLED)
 		t_result(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
