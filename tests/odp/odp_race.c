@@ -46,7 +46,12 @@
  * and requires some: that is what ODP fixes.  Malformed values fail in
  * both modes.
  *
- * Environment: ODP_RACE_SECS (default 20), ODP_RACE_WORKERS (default 4),
+ * The run lasts ODP_RACE_SECS (default 20) and then goes on until every
+ * worker did every kind of operation and the mangler every one of its
+ * own, at least once (a loaded host can keep one worker's CPU operations
+ * waiting for the mangler for a long time), up to three times as long.
+ *
+ * Environment: ODP_RACE_SECS, ODP_RACE_WORKERS (default 4),
  * T_RACE_SLEEP_US (mangler pause between operations, default 1000).
  */
 #include <errno.h>
@@ -276,6 +281,17 @@ static inline uint32_t ld32(uint32_t *p)
 static inline void st32(uint32_t *p, uint32_t v)
 {
 	__atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+}
+
+/* Counters that main reads while the threads run: one writer each. */
+static inline void count(long *n)
+{
+	__atomic_store_n(n, *n + 1, __ATOMIC_RELAXED);
+}
+
+static inline long counted(const long *n)
+{
+	return __atomic_load_n(n, __ATOMIC_RELAXED);
 }
 
 static int page_of(int stripe)
@@ -547,7 +563,7 @@ static void rdma_batch(struct worker *w, int op)
 	if (fail)
 		w->s.failed[op]++;
 	else
-		w->s.ok[op]++;
+		count(&w->s.ok[op]);
 	if (fail || got < K) {
 		w->s.recreate++;
 		if (!pair_new(w))
@@ -585,7 +601,7 @@ static void cpu_op(struct worker *w, bool write)
 		}
 	}
 	pthread_rwlock_unlock(&cpu_lock);
-	w->s.ok[write ? OP_CPU_WRITE : OP_CPU_READ]++;
+	count(&w->s.ok[write ? OP_CPU_WRITE : OP_CPU_READ]);
 }
 
 static void *worker_fn(void *arg)
@@ -698,9 +714,9 @@ static void *mangler_fn(void *arg)
 					st32(&floor_gen[s0 + i], snap[i]);
 		set_pages(p0, n, -1, true);		/* even: done */
 		pthread_rwlock_unlock(&cpu_lock);
-		mst.ops[op]++;
+		count(&mst.ops[op]);
 		if (!ok) {
-			mst.errors++;
+			count(&mst.errors);
 			t_diag("mangler: %s of pages %d..%d failed: %s",
 			       mop_name[op], p0, p0 + n - 1, strerror(errno));
 			break;
@@ -790,6 +806,31 @@ out:
 
 /* ---- main ----------------------------------------------------------------- */
 
+/*
+ * Whether every worker did each kind of RDMA batch and a CPU read or
+ * write, and the mangler each of its operations, at least once.
+ */
+static bool covered(void)
+{
+	int i, j;
+
+	for (i = 0; i < nworkers; i++) {
+		const struct wstats *s = &workers[i].s;
+
+		for (j = 0; j < NOPS; j++)
+			if (j != OP_CPU_WRITE && j != OP_CPU_READ &&
+			    !counted(&s->ok[j]))
+				return false;
+		if (!counted(&s->ok[OP_CPU_READ]) &&
+		    !counted(&s->ok[OP_CPU_WRITE]))
+			return false;
+	}
+	for (j = 0; j < NMOPS; j++)
+		if (!counted(&mst.ops[j]))
+			return false;
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	const char *env_secs = getenv("ODP_RACE_SECS");
@@ -799,7 +840,7 @@ int main(int argc, char **argv)
 	pthread_t mthr;
 	struct wstats tot = { 0 };
 	struct final fin;
-	bool progress = true, ok;
+	bool progress, ok;
 	char line[512];
 	int i, j, len;
 
@@ -846,8 +887,13 @@ int main(int argc, char **argv)
 			t_bail("pthread_create");
 	if (pthread_create(&mthr, NULL, mangler_fn, NULL))
 		t_bail("pthread_create");
-	while (t_now() - t0 < secs && !mst.errors)
+	while (!counted(&mst.errors)) {
+		double t = t_now() - t0;
+
+		if (t >= 3 * secs || (t >= secs && covered()))
+			break;
 		nap_us(100000);
+	}
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	pthread_join(mthr, NULL);
 	for (i = 0; i < nworkers; i++)
@@ -867,19 +913,12 @@ int main(int argc, char **argv)
 					" %s %ld/%ld", op_name[j], s->ok[j],
 					s->failed[j]);
 		t_diag("%s; QP pair recreated %ld times", line, s->recreate);
-		for (j = 0; j < NOPS; j++)
-			if (s->ok[j] < 1 && j != OP_CPU_WRITE && j != OP_CPU_READ)
-				progress = false;
-		if (s->ok[OP_CPU_READ] + s->ok[OP_CPU_WRITE] < 1)
-			progress = false;
 	}
+	progress = covered();
 	len = snprintf(line, sizeof(line), "mangler in %.1f s:", t0);
-	for (j = 0; j < NMOPS; j++) {
+	for (j = 0; j < NMOPS; j++)
 		len += snprintf(line + len, sizeof(line) - len, " %s %ld",
 				mop_name[j], mst.ops[j]);
-		if (mst.ops[j] < 1)
-			progress = false;
-	}
 	t_diag("%s; CPU ops skipped while it worked: %ld", line, tot.busy);
 	len = snprintf(line, sizeof(line), "first failure of a batch:");
 	for (j = 0; j < NSTATUS; j++)
