@@ -267,20 +267,18 @@ static void *racer_fn(void *arg)
 }
 
 /*
- * Say what a QP that does not complete is doing: both QP states, the
- * device's non-zero counters, and (as root) the kernel's blocked tasks
- * and CPU backtraces in its log, for whoever reads the failure.
+ * Say what a QP that does not complete is doing: both QPs' states and
+ * PSNs, the device's non-zero counters, and (as root) the kernel's
+ * blocked tasks and CPU backtraces in its log, for whoever reads the
+ * failure.
  */
 static void qp_diag(struct t_rc_pair *p)
 {
-	struct ibv_qp_init_attr init;
-	struct ibv_qp_attr a[2];
 	char line[1024], path[512], dir[256], v[32];
 	size_t n = 0;
 	struct dirent *d;
 	DIR *dp;
 	FILE *f;
-	int i;
 
 	/* first, before anything here can change the state */
 	f = fopen("/proc/sysrq-trigger", "w");
@@ -290,11 +288,8 @@ static void qp_diag(struct t_rc_pair *p)
 		fputs("l", f);
 		fclose(f);
 	}
-	for (i = 0; i < 2; i++)
-		if (ibv_query_qp(p->qp[i], &a[i], IBV_QP_STATE, &init))
-			a[i].qp_state = -1;
-	t_diag("QP states: requester %d, responder %d (%d is ERR)",
-	       a[0].qp_state, a[1].qp_state, IBV_QPS_ERR);
+	/* both QPs' states and PSNs (rxe: next to send, next expected) */
+	t_stuck_report(p, "stuck");
 	/* no popen(): a fork would invalidate the MRs and disturb the QP */
 	snprintf(dir, sizeof(dir), "/sys/class/infiniband/%s/ports/%u/hw_counters",
 		 dev.name, dev.port);
@@ -353,13 +348,17 @@ static int race_op(struct t_rc_pair *p, struct racer *r, enum ibv_wr_opcode op,
 	t0 = t_now();
 	pswpin0 = t_vmstat("pswpin");
 	for (i = 0; i < RECOVERY_TIMEOUTS; i++) {
-		t_diag("racer stopped %.1f s ago: rcvd_pkts %ld, duplicate_request %ld, completer_retry_err %ld, odp_fault_waits %ld, odp_page_faults %ld, pswpin +%ld",
+		t_diag("racer stopped %.1f s ago: rcvd_pkts %ld, duplicate_request %ld, completer_retry_err %ld, odp_fault_waits %ld, odp_page_faults %ld, odp_page_invalidations %ld, pswpin +%ld, MemFree %ld kB",
 		       t_now() - t0, t_hw_counter(&dev, "rcvd_pkts"),
 		       t_hw_counter(&dev, "duplicate_request"),
 		       t_hw_counter(&dev, "completer_retry_err"),
 		       t_hw_counter(&dev, "odp_fault_waits"),
 		       t_hw_counter(&dev, "odp_page_faults"),
-		       swapins_since(pswpin0));
+		       t_hw_counter(&dev, "odp_page_invalidations"),
+		       swapins_since(pswpin0), t_meminfo_kb("MemFree"));
+		/* where the fault workers are, once the racer is long gone */
+		if (i == 1 || i == RECOVERY_TIMEOUTS - 1)
+			t_dump_kernel_stacks("the racer stopped, the op has not completed");
 		if (t_poll(p->scq[0], 1, &wc) == 1) {
 			t_diag("starved: the %s completed %.3f s after the racer stopped, with %ld pages swapped in: %s",
 			       op == IBV_WR_RDMA_READ ? "READ" : "WRITE",
