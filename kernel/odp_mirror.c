@@ -32,7 +32,8 @@
 #define ODP_MIRROR_FLAGS_MASK	(ODP_MIRROR_ACCESS_MASK | ODP_MIRROR_HUGE)
 
 struct odp_mirror_leaf {
-	unsigned long entry[ODP_MIRROR_LEAF_ENTRIES];
+	unsigned long *entry;	/* one page: ODP_MIRROR_LEAF_ENTRIES entries */
+	unsigned int used;	/* entries that are not 0 */
 };
 
 /*
@@ -48,7 +49,7 @@ struct odp_mirror_batch {
 	bool leaf_raced;	/* one overlapped the leaf of the batch */
 };
 
-static_assert(sizeof(struct odp_mirror_leaf) == PAGE_SIZE);
+static_assert(ODP_MIRROR_LEAF_ENTRIES * sizeof(unsigned long) == PAGE_SIZE);
 static_assert(__alignof__(struct page) > ODP_MIRROR_FLAGS_MASK);
 
 static inline unsigned long odp_leaf_index(unsigned long addr)
@@ -61,62 +62,114 @@ static inline unsigned long odp_entry_index(unsigned long addr)
 	return (addr >> PAGE_SHIFT) & (ODP_MIRROR_LEAF_ENTRIES - 1);
 }
 
-/* Find or create the leaf for @addr; process context only. */
-static struct odp_mirror_leaf *odp_leaf_get(struct odp_mirror *mirror,
-					    unsigned long addr)
+/* The leaf for @addr, or NULL; called with the lock held. */
+static struct odp_mirror_leaf *odp_leaf_find(struct odp_mirror *mirror,
+					     unsigned long addr)
 {
-	unsigned long lidx = odp_leaf_index(addr);
-	struct odp_mirror_leaf *leaf, *old;
+	return xa_load(&mirror->leaves, odp_leaf_index(addr));
+}
 
-	leaf = xa_load(&mirror->leaves, lidx);
-	if (leaf)
-		return leaf;
-
-	leaf = kzalloc(sizeof(*leaf), GFP_KERNEL_ACCOUNT);
-	if (!leaf)
-		return ERR_PTR(-ENOMEM);
-
-	old = xa_cmpxchg(&mirror->leaves, lidx, NULL, leaf, GFP_KERNEL_ACCOUNT);
-	if (old) {
-		/* lost a race with another fault, or the xarray failed */
-		kfree(leaf);
-		return xa_is_err(old) ? ERR_PTR(xa_err(old)) : old;
-	}
-	return leaf;
+static void odp_leaf_free(struct odp_mirror_leaf *leaf)
+{
+	free_page((unsigned long)leaf->entry);
+	kfree(leaf);
 }
 
 /*
- * Clear the entries of [start, end) and return how many pages lost their
- * translation; called with the lock held.  A huge entry goes as a whole
- * even when the window covers part of it: dropping a translation is
- * always allowed.  Leaves are kept: a range faulted once is likely to be
- * faulted again, and the xarray must not be changed under the lock.
+ * Make sure that the leaf for @addr exists; process context only.  The
+ * caller has armed a batch in that leaf, which keeps it from being freed
+ * (odp_leaf_release()), and looks the leaf up under the lock when it needs
+ * it.  Return: 0 or -ENOMEM.
  */
-static unsigned long odp_mirror_clear(struct odp_mirror *mirror,
-				      unsigned long start, unsigned long end)
+static int odp_leaf_get(struct odp_mirror *mirror, unsigned long addr)
 {
-	unsigned long first = start >> PAGE_SHIFT;
-	unsigned long last = (end - 1) >> PAGE_SHIFT;
+	unsigned long flags, lidx = odp_leaf_index(addr);
 	struct odp_mirror_leaf *leaf;
-	unsigned long lidx, cleared = 0;
+	void *old;
 
-	xa_for_each_range(&mirror->leaves, lidx, leaf, odp_leaf_index(start),
-			  odp_leaf_index(end - 1)) {
-		unsigned long base = lidx << ODP_MIRROR_LEAF_SHIFT;
-		unsigned long i = max(first, base) - base;
-		unsigned long n = min(last, base + ODP_MIRROR_LEAF_ENTRIES - 1)
-				  - base;
+	if (xa_load(&mirror->leaves, lidx))
+		return 0;
 
-		if (leaf->entry[0] & ODP_MIRROR_HUGE) {
-			leaf->entry[0] = 0;
-			cleared += ODP_MIRROR_LEAF_ENTRIES;
-			continue;
-		}
-		for (; i <= n; i++) {
-			if (leaf->entry[i]) {
-				leaf->entry[i] = 0;
-				cleared++;
-			}
+	leaf = kzalloc(sizeof(*leaf), GFP_KERNEL_ACCOUNT);
+	if (!leaf)
+		return -ENOMEM;
+	leaf->entry = (unsigned long *)get_zeroed_page(GFP_KERNEL_ACCOUNT);
+	if (!leaf->entry) {
+		kfree(leaf);
+		return -ENOMEM;
+	}
+
+	old = xa_cmpxchg_irq(&mirror->leaves, lidx, NULL, leaf,
+			     GFP_KERNEL_ACCOUNT);
+	if (old) {
+		/* lost a race with another fault, or the xarray failed */
+		odp_leaf_free(leaf);
+		return xa_is_err(old) ? xa_err(old) : 0;
+	}
+	flags = odp_mirror_lock(mirror);
+	mirror->stats.leaves++;
+	odp_mirror_unlock(mirror, flags);
+	return 0;
+}
+
+/* Has a batch in flight its pages in the leaf of index @lidx? */
+static bool odp_leaf_armed(struct odp_mirror *mirror, unsigned long lidx)
+{
+	struct odp_mirror_batch *batch;
+
+	list_for_each_entry(batch, &mirror->batches, node)
+		if (odp_leaf_index(batch->start) == lidx)
+			return true;
+	return false;
+}
+
+/*
+ * Free the leaf of index @lidx if it holds no entry and no batch is in
+ * flight in it, so that the table of a mirror shrinks back when the
+ * process unmaps what the device used (an implicit MR spans the whole
+ * address space).  Called with the lock held, which every user of a leaf
+ * holds: once the leaf is out of the xarray nobody can reach it.
+ */
+static void odp_leaf_release(struct odp_mirror *mirror, unsigned long lidx)
+{
+	struct odp_mirror_leaf *leaf = xa_load(&mirror->leaves, lidx);
+
+	lockdep_assert_held(&mirror->lock);
+	if (!leaf || leaf->used || odp_leaf_armed(mirror, lidx))
+		return;
+	xa_lock(&mirror->leaves);
+	__xa_erase(&mirror->leaves, lidx);
+	xa_unlock(&mirror->leaves);
+	mirror->stats.leaves--;
+	odp_leaf_free(leaf);
+}
+
+/*
+ * Clear the entries of [start, end) of @leaf (of index @lidx) and return
+ * how many pages lost their translation; called with the lock held.  A
+ * huge entry goes as a whole even when the window covers part of it:
+ * dropping a translation is always allowed.
+ */
+static unsigned long odp_leaf_clear(struct odp_mirror_leaf *leaf,
+				    unsigned long lidx, unsigned long start,
+				    unsigned long end)
+{
+	unsigned long base = lidx << ODP_MIRROR_LEAF_SHIFT;
+	unsigned long i = max(start >> PAGE_SHIFT, base) - base;
+	unsigned long n = min((end - 1) >> PAGE_SHIFT,
+			      base + ODP_MIRROR_LEAF_ENTRIES - 1) - base;
+	unsigned long cleared = 0;
+
+	if (leaf->entry[0] & ODP_MIRROR_HUGE) {
+		leaf->entry[0] = 0;
+		leaf->used = 0;
+		return ODP_MIRROR_LEAF_ENTRIES;
+	}
+	for (; i <= n && leaf->used; i++) {
+		if (leaf->entry[i]) {
+			leaf->entry[i] = 0;
+			leaf->used--;
+			cleared++;
 		}
 	}
 	return cleared;
@@ -127,6 +180,13 @@ static unsigned long odp_mirror_clear(struct odp_mirror *mirror,
  * invalidations (the OOM reaper) instead of refusing them: once it returns,
  * no entry in the window exists and none can be installed until the
  * invalidation ends.
+ *
+ * Every batch in flight that the window overlaps is marked first, all at
+ * once, and a batch armed later waits in mmu_interval_read_begin() until
+ * the invalidation ends; so when the invalidation may block, the lock can
+ * be dropped between leaves (a munmap of an implicit MR spans many).  The
+ * data path may meanwhile still use entries not cleared yet: their pages
+ * are not freed before this callback returns.
  *
  * Pages the device may write were dirtied when write was granted
  * (odp_mirror_dirty_pages()), so nothing has to be dirtied here.
@@ -139,27 +199,43 @@ static bool odp_mirror_invalidate(struct mmu_interval_notifier *mni,
 		container_of(mni, struct odp_mirror, notifier);
 	unsigned long start = max(range->start, mirror->start);
 	unsigned long end = min(range->end, mirror->end);
+	bool blockable = mmu_notifier_range_blockable(range);
 	struct odp_mirror_batch *batch;
-	unsigned long flags, cleared = 0;
+	struct odp_mirror_leaf *leaf;
+	unsigned long flags, lidx, n, cleared = 0;
 
 	flags = odp_mirror_lock(mirror);
 	mmu_interval_set_seq(mni, cur_seq);
 	list_for_each_entry(batch, &mirror->batches, node) {
-		unsigned long leaf = ALIGN_DOWN(batch->start, ODP_MIRROR_SPAN);
+		unsigned long base = ALIGN_DOWN(batch->start, ODP_MIRROR_SPAN);
 
 		if (range->start < batch->end && range->end > batch->start)
 			batch->raced = true;
-		if (range->start < leaf + ODP_MIRROR_SPAN && range->end > leaf)
+		if (range->start < base + ODP_MIRROR_SPAN && range->end > base)
 			batch->leaf_raced = true;
 	}
-	if (start < end)
-		cleared = odp_mirror_clear(mirror, start, end);
+	if (start >= end)
+		goto out;
+	xa_for_each_range(&mirror->leaves, lidx, leaf, odp_leaf_index(start),
+			  odp_leaf_index(end - 1)) {
+		if (leaf->used) {
+			n = odp_leaf_clear(leaf, lidx, start, end);
+			if (n && mirror->ops && mirror->ops->invalidated)
+				mirror->ops->invalidated(mirror, n);
+			cleared += n;
+		}
+		odp_leaf_release(mirror, lidx);
+		if (blockable && need_resched()) {
+			odp_mirror_unlock(mirror, flags);
+			cond_resched();
+			flags = odp_mirror_lock(mirror);
+		}
+	}
 	if (cleared) {
 		mirror->stats.invalidations++;
 		mirror->stats.invalidated_pages += cleared;
-		if (mirror->ops && mirror->ops->invalidated)
-			mirror->ops->invalidated(mirror, cleared);
 	}
+out:
 	odp_mirror_unlock(mirror, flags);
 	return true;
 }
@@ -194,7 +270,9 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 		return -EINVAL;
 
 	spin_lock_init(&mirror->lock);
-	xa_init(&mirror->leaves);
+	/* erased from under @lock, which the data path takes in softirq */
+	xa_init_flags(&mirror->leaves, XA_FLAGS_LOCK_IRQ);
+	mirror->cancelled = false;
 	INIT_LIST_HEAD(&mirror->batches);
 	memset(&mirror->stats, 0, sizeof(mirror->stats));
 	mirror->ops = ops;
@@ -206,10 +284,27 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 }
 
 /**
+ * odp_mirror_cancel - make faults of the mirror fail from now on
+ * @mirror: an initialised mirror
+ *
+ * For a device that is about to tear the mirror down: every fault in
+ * flight stops at its next batch and every later one fails at once, with
+ * -ECANCELED.  A batch blocked in hmm_range_fault() (a page of a file whose
+ * filesystem does not answer) still runs to its end.  Entries already
+ * installed stay usable until odp_mirror_fini().
+ */
+void odp_mirror_cancel(struct odp_mirror *mirror)
+{
+	WRITE_ONCE(mirror->cancelled, true);
+}
+
+/**
  * odp_mirror_fini - stop mirroring and free the table
  * @mirror: an initialised mirror
  *
- * May sleep: waits for running invalidations to finish.
+ * May sleep: waits for running invalidations to finish.  No fault of the
+ * mirror may be in flight: the caller keeps the mirror until its faults
+ * have returned.
  */
 void odp_mirror_fini(struct odp_mirror *mirror)
 {
@@ -220,25 +315,33 @@ void odp_mirror_fini(struct odp_mirror *mirror)
 	WARN_ON_ONCE(!list_empty(&mirror->batches));
 
 	xa_for_each(&mirror->leaves, lidx, leaf)
-		kfree(leaf);
+		odp_leaf_free(leaf);
 	xa_destroy(&mirror->leaves);
 }
 
-/*
- * Mark dirty every page that the device is about to be allowed to write.
- * A write fault does not always leave a dirty PTE behind: hmm does not
- * fault a PTE that is already writable, and shmem maps pages writable but
- * clean on read faults.  Every later clean transition of the page
- * (writeback, MADV_FREE, swap-out) invalidates the entry first, so data
- * the device writes through it is never dropped as clean.  Done before the
- * lock is taken: dirtying a file page takes locks that softirq-safe locks
- * must not nest.  A page freed meanwhile is skipped: freeing it took an
- * invalidation, which marked the batch, so the batch is not installed.
- */
-static void odp_mirror_dirty_pages(struct hmm_range *range)
+/* Drop the references odp_mirror_hold_pages() took. */
+static void odp_mirror_release_pages(struct hmm_range *range)
 {
 	unsigned long i, npages = (range->end - range->start) >> PAGE_SHIFT;
-	struct folio *last = NULL;
+
+	for (i = 0; i < npages; i++)
+		if (range->hmm_pfns[i] & HMM_PFN_WRITE)
+			folio_put(page_folio(hmm_pfn_to_page(range->hmm_pfns[i])));
+}
+
+/*
+ * Take a reference to the page of every writable pfn of @range, so that
+ * the pages can be dirtied after the mmap lock is dropped.  Nothing is
+ * known of a pfn once the lock is dropped: the page may have been freed
+ * and reused.  The caller therefore checks that no invalidation raced
+ * with the batch after the references are taken: the pages were then
+ * still mapped, and are now kept from being freed.  Return: true, or
+ * false (holding nothing) if a page was being freed, which took an
+ * invalidation of the batch.
+ */
+static bool odp_mirror_hold_pages(struct hmm_range *range)
+{
+	unsigned long i, npages = (range->end - range->start) >> PAGE_SHIFT;
 
 	for (i = 0; i < npages; i++) {
 		struct folio *folio;
@@ -248,17 +351,47 @@ static void odp_mirror_dirty_pages(struct hmm_range *range)
 			continue;
 		page = hmm_pfn_to_page(range->hmm_pfns[i]);
 		folio = page_folio(page);
-		if (folio == last || !folio_try_get(folio))
-			continue;
-		/* no reference was held: the folio may have been split */
-		if (unlikely(page_folio(page) != folio)) {
+		if (folio_try_get(folio)) {
+			/* no reference was held: the folio may have been split */
+			if (likely(page_folio(page) == folio))
+				continue;
 			folio_put(folio);
-			continue;
 		}
+		range->end = range->start + (i << PAGE_SHIFT);
+		odp_mirror_release_pages(range);
+		range->end = range->start + (npages << PAGE_SHIFT);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Mark dirty every page that the device is about to be allowed to write;
+ * the caller holds references to them (odp_mirror_hold_pages()).  A write
+ * fault does not always leave a dirty PTE behind: hmm does not fault a PTE
+ * that is already writable, and shmem maps pages writable but clean on
+ * read faults.  Every later clean transition of the page (writeback,
+ * MADV_FREE, swap-out) invalidates the entry first, so data the device
+ * writes through it is never dropped as clean.  Done before the lock is
+ * taken: dirtying a file page takes locks that softirq-safe locks must not
+ * nest.
+ */
+static void odp_mirror_dirty_pages(struct hmm_range *range)
+{
+	unsigned long i, npages = (range->end - range->start) >> PAGE_SHIFT;
+	struct folio *last = NULL;
+
+	for (i = 0; i < npages; i++) {
+		struct folio *folio;
+
+		if (!(range->hmm_pfns[i] & HMM_PFN_WRITE))
+			continue;
+		folio = page_folio(hmm_pfn_to_page(range->hmm_pfns[i]));
+		if (folio == last)
+			continue;
 		folio_lock(folio);
 		folio_mark_dirty(folio);
 		folio_unlock(folio);
-		folio_put(folio);
 		last = folio;
 	}
 }
@@ -306,14 +439,17 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 			entry |= leaf->entry[0] & ODP_MIRROR_WRITE;
 		if (leaf->entry[0] == entry)
 			return 0;
-		memset(leaf, 0, sizeof(*leaf));
+		memset(leaf->entry, 0, PAGE_SIZE);
 		leaf->entry[0] = entry;
+		leaf->used = 1;
 		return ODP_MIRROR_LEAF_ENTRIES;
 	}
 
 	/* the 2 MiB stopped being one huge page: back to single pages */
-	if (leaf->entry[0] & ODP_MIRROR_HUGE)
+	if (leaf->entry[0] & ODP_MIRROR_HUGE) {
 		leaf->entry[0] = 0;
+		leaf->used = 0;
+	}
 
 	for (i = 0; i < npages; i++) {
 		unsigned long old = leaf->entry[first + i];
@@ -336,6 +472,8 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 			entry |= old & ODP_MIRROR_WRITE;
 		if (entry == old)
 			continue;
+		if (!old)
+			leaf->used++;
 		leaf->entry[first + i] = entry;
 		n++;
 	}
@@ -349,11 +487,12 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
  * one elsewhere in the mirror stopped hmm; or hmm's error.
  */
 static long odp_mirror_fault_pass(struct odp_mirror *mirror,
-				  struct odp_mirror_leaf *leaf,
 				  struct hmm_range *range,
 				  struct odp_mirror_batch *batch)
 {
+	bool write = range->default_flags & HMM_PFN_REQ_WRITE;
 	struct mm_struct *mm = odp_mirror_mm(mirror);
+	struct odp_mirror_leaf *leaf;
 	unsigned long flags;
 	long ret;
 
@@ -387,25 +526,39 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 	if (ret)
 		return ret;
 
-	if (range->default_flags & HMM_PFN_REQ_WRITE)
+	if (write) {
+		if (!odp_mirror_hold_pages(range))
+			return -EAGAIN;
+		flags = odp_mirror_lock(mirror);
+		ret = batch->raced ? -EAGAIN : 0;
+		odp_mirror_unlock(mirror, flags);
+		if (ret) {
+			odp_mirror_release_pages(range);
+			return ret;
+		}
 		odp_mirror_dirty_pages(range);
+	}
 
 	flags = odp_mirror_lock(mirror);
-	if (batch->raced) {
-		odp_mirror_unlock(mirror, flags);
-		return -EAGAIN;
-	}
-	/*
-	 * A huge entry would translate the whole leaf, and only the batch
-	 * is known to be unchanged: after a race elsewhere in the leaf, the
-	 * batch's pages of a huge page get entries of their own.
-	 */
-	ret = odp_mirror_install(leaf, range, !batch->leaf_raced);
-	if (ret) {
-		mirror->stats.faults++;
-		mirror->stats.faulted_pages += ret;
+	leaf = odp_leaf_find(mirror, range->start);
+	if (batch->raced || WARN_ON_ONCE(!leaf)) {
+		ret = -EAGAIN;
+	} else {
+		/*
+		 * A huge entry would translate the whole leaf, and only the
+		 * batch is known to be unchanged: after a race elsewhere in
+		 * the leaf, the batch's pages of a huge page get entries of
+		 * their own.
+		 */
+		ret = odp_mirror_install(leaf, range, !batch->leaf_raced);
+		if (ret) {
+			mirror->stats.faults++;
+			mirror->stats.faulted_pages += ret;
+		}
 	}
 	odp_mirror_unlock(mirror, flags);
+	if (write)
+		odp_mirror_release_pages(range);
 	return ret;
 }
 
@@ -438,28 +591,34 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 				   struct hmm_range *range,
 				   unsigned long need_end)
 {
-	struct odp_mirror_batch batch = { .start = range->start };
+	struct odp_mirror_batch batch = {
+		.start = range->start,
+		.end = range->end,
+	};
 	unsigned long timeout =
 		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	unsigned int races = 0, busy = 0;
-	struct odp_mirror_leaf *leaf;
 	unsigned long flags;
 	long ret;
 
-	leaf = odp_leaf_get(mirror, range->start);
-	if (IS_ERR(leaf))
-		return PTR_ERR(leaf);
-
+	/* on the list, the batch keeps its leaf from being freed */
 	flags = odp_mirror_lock(mirror);
 	list_add(&batch.node, &mirror->batches);
 	odp_mirror_unlock(mirror, flags);
 
+	ret = odp_leaf_get(mirror, range->start);
+	if (ret)
+		goto out;
 	for (;;) {
+		if (READ_ONCE(mirror->cancelled)) {
+			ret = -ECANCELED;
+			break;
+		}
 		if (time_after(jiffies, timeout)) {
 			ret = -EBUSY;
 			break;
 		}
-		ret = odp_mirror_fault_pass(mirror, leaf, range, &batch);
+		ret = odp_mirror_fault_pass(mirror, range, &batch);
 		if (ret >= 0)
 			break;
 		if (ret == -EBUSY) {
@@ -489,9 +648,11 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 						  PAGE_SIZE));
 		cond_resched();
 	}
-
+out:
 	flags = odp_mirror_lock(mirror);
 	list_del(&batch.node);
+	/* a fault that installed nothing leaves no empty leaf behind */
+	odp_leaf_release(mirror, odp_leaf_index(batch.start));
 	odp_mirror_unlock(mirror, flags);
 	return ret;
 }
@@ -575,7 +736,10 @@ static inline void odp_mirror_policy_exit(struct mempolicy *old)
  * already do not count, so that overlapping faults count a page once);
  * -EFAULT if part of [addr, addr + length) is outside the mirror, unmapped
  * or not accessible as asked (e.g. a write to a read-only mapping), or the
- * owner has exited; -ENOMEM; -EBUSY if invalidations kept racing.
+ * owner has exited; -ENOMEM; -EBUSY if invalidations kept racing;
+ * -ECANCELED once odp_mirror_cancel() was called; -EINTR if the caller
+ * was killed.  -ENOMEM and -EBUSY are transient: the same fault may
+ * succeed later.
  */
 long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		      unsigned long length, unsigned long ahead,
@@ -617,6 +781,15 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 
 	policy = odp_mirror_policy_enter(mm);
 	while (start < end) {
+		if (READ_ONCE(mirror->cancelled)) {
+			ret = -ECANCELED;
+			break;
+		}
+		/* a caller of its own (a synchronous prefetch) was killed */
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
 		range.start = start;
 		planned = min3(end, ALIGN(start + 1, ODP_MIRROR_SPAN),
 			       start + batch_size);
@@ -624,7 +797,7 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		ret = odp_mirror_fault_batch(mirror, &range, need_end);
 		if (ret < 0) {
 			/* what was only hoped for ends at the first trouble */
-			if (start >= need_end)
+			if (start >= need_end && ret != -ECANCELED)
 				ret = 0;
 			break;
 		}
@@ -636,7 +809,8 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		start = range.end;
 	}
 	odp_mirror_policy_exit(policy);
-	mmput(mm);
+	/* the last reference may be ours: keep exit_mmap() off the worker */
+	mmput_async(mm);
 
 	/* hmm reports a write to a read-only mapping as -EPERM */
 	if (ret == -EPERM)

@@ -58,6 +58,7 @@ struct odp_mirror_stats {
 	u64 faulted_pages;	/* pages made accessible by them */
 	u64 invalidations;	/* invalidation callbacks that hit the mirror */
 	u64 invalidated_pages;	/* pages made inaccessible by them */
+	u64 leaves;		/* leaf tables allocated now */
 };
 
 struct odp_mirror;
@@ -84,13 +85,16 @@ struct odp_mirror {
 	spinlock_t lock;
 	/*
 	 * One leaf table per naturally aligned 2 MiB of address space that
-	 * was ever faulted, indexed by address >> 21, freed with the mirror.
-	 * An entry is a struct page pointer or'ed with ODP_MIRROR_READ/WRITE,
-	 * 0 if absent; a 2 MiB huge page is one entry for the whole leaf.
+	 * holds entries or is being faulted, indexed by address >> 21; a leaf
+	 * is freed when its last entry goes.  An entry is a struct page
+	 * pointer or'ed with ODP_MIRROR_READ/WRITE, 0 if absent; a 2 MiB huge
+	 * page is one entry for the whole leaf.  Leaves are looked up and
+	 * used, and erased, under @lock only.
 	 */
 	struct xarray leaves;
 	/* batches of odp_mirror_fault() in flight, under @lock */
 	struct list_head batches;
+	bool cancelled;		/* odp_mirror_cancel() was called */
 	struct odp_mirror_stats stats;	/* under @lock */
 	const struct odp_mirror_ops *ops;
 };
@@ -98,6 +102,7 @@ struct odp_mirror {
 int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 		    unsigned long addr, unsigned long length,
 		    const struct odp_mirror_ops *ops);
+void odp_mirror_cancel(struct odp_mirror *mirror);
 void odp_mirror_fini(struct odp_mirror *mirror);
 
 long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
