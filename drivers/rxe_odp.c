@@ -3,10 +3,14 @@
  * On-Demand Paging memory regions for rxe: see rxe_odp.h.
  */
 
+#include <linux/delay.h>
 #include <linux/highmem.h>
+#include <linux/kref.h>
 #include <linux/module.h>
+#include <linux/refcount.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/wait_bit.h>
 #include <rdma/restrack.h>
 
 #include "rxe.h"
@@ -39,10 +43,32 @@ MODULE_PARM_DESC(odp, "Support On-Demand Paging memory regions (default: true)")
  */
 #define RXE_ODP_KEEPALIVE_MS	16
 
-/* An ODP MR: the mirror of its range and what rxe counts about it. */
+/*
+ * How many asynchronous prefetches may wait or run for one MR at a time;
+ * advise_mr fails with -EBUSY past it.
+ */
+#define RXE_ODP_PREFETCH_MAX	64
+
+/*
+ * How often a fault that failed for want of memory is tried again, after
+ * 2, 4, 8 ... ms, before the operation fails.
+ */
+#define RXE_ODP_FAULT_TRIES	8
+
+/*
+ * An ODP MR: the mirror of its range and what rxe counts about it.  It
+ * lives apart from the rxe_mr, as long as its last user: the MR itself,
+ * and each fault, read-ahead and prefetch of it in flight.  A fault can
+ * block for as long as the memory behind it takes to answer (a file on a
+ * FUSE mount whose daemon hangs), longer than rxe waits for the
+ * references to an MR before it frees it anyway; so a fault holds this,
+ * never a reference to the rxe_mr.
+ */
 struct rxe_odp_mr {
 	struct odp_mirror	mirror;
-	struct rxe_dev		*rxe;
+	struct rxe_dev		*rxe;		/* device memory held */
+	refcount_t		users;
+	atomic_t		prefetch_queued; /* asynchronous prefetches */
 	atomic64_t		page_faults;	/* pages faulted for traffic */
 	atomic64_t		page_prefetch;	/* pages prefetched */
 };
@@ -50,6 +76,62 @@ struct rxe_odp_mr {
 static inline struct rxe_odp_mr *to_odp_mr(struct rxe_mr *mr)
 {
 	return container_of(mr->odp, struct rxe_odp_mr, mirror);
+}
+
+static struct rxe_odp_mr *rxe_odp_mr_get(struct rxe_odp_mr *odp_mr)
+{
+	refcount_inc(&odp_mr->users);
+	return odp_mr;
+}
+
+/* May sleep when it drops the last reference. */
+static void rxe_odp_mr_put(struct rxe_odp_mr *odp_mr)
+{
+	if (refcount_dec_and_test(&odp_mr->users)) {
+		odp_mirror_fini(&odp_mr->mirror);
+		put_device(&odp_mr->rxe->ib_dev.dev);
+		kfree(odp_mr);
+		return;
+	}
+	/* only hashes the address: safe if the waiter frees odp_mr now */
+	wake_up_var(&odp_mr->users);
+}
+
+/*
+ * The part of a fault slot that the worker uses.  It is allocated apart
+ * from the QP and referenced by the slot and by each fault and read-ahead
+ * work in flight, so that a QP can be destroyed while a fault of it
+ * blocks: the QP's destruction detaches the slot (@slot = NULL) instead of
+ * waiting, the fault runs to its end against the ODP MR it references, and
+ * whoever drops the last reference frees the job.
+ */
+struct rxe_odp_fault_job {
+	struct kref		ref;
+	/* guards @slot; taken by the data path (rxe_odp_miss()) in softirq */
+	spinlock_t		lock;
+	struct rxe_odp_fault	*slot;
+	struct work_struct	work;
+	struct rxe_odp_mr	*odp_mr;	/* referenced while PENDING */
+	/*
+	 * The read-ahead of the slot, a work item of its own: bit 0 of
+	 * @ra_busy gives the ra_ fields to it while it is queued or running.
+	 */
+	struct work_struct	readahead_work;
+	unsigned long		ra_busy;
+	struct rxe_odp_mr	*ra_mr;		/* referenced while busy */
+	u64			ra_start;
+	u64			ra_length;
+	unsigned int		ra_access;
+};
+
+static void rxe_odp_job_release(struct kref *ref)
+{
+	kfree(container_of(ref, struct rxe_odp_fault_job, ref));
+}
+
+static void rxe_odp_job_put(struct rxe_odp_fault_job *job)
+{
+	kref_put(&job->ref, rxe_odp_job_release);
 }
 
 static struct workqueue_struct *rxe_odp_wq;
@@ -109,88 +191,118 @@ static void rxe_odp_count_faulted(struct rxe_odp_mr *odp_mr, long npages)
  * pages it is faulting (rxe_odp_wait_readahead()).  One read-ahead per
  * slot at a time: a stream that outruns it faults on demand.
  */
-static void rxe_odp_readahead(struct rxe_odp_fault *fault, struct rxe_mr *mr,
-			      u64 start, u64 length, unsigned int access)
+static void rxe_odp_readahead(struct rxe_odp_fault_job *job,
+			      struct rxe_odp_mr *odp_mr, u64 start, u64 length,
+			      unsigned int access)
 {
-	if (test_and_set_bit_lock(0, &fault->ra_busy))
+	if (test_and_set_bit_lock(0, &job->ra_busy))
 		return;
-	if (!rxe_get(fault->qp)) {
-		clear_bit_unlock(0, &fault->ra_busy);
-		return;
-	}
-	rxe_get(mr);
-	fault->ra_mr = mr;
-	fault->ra_start = start;
-	fault->ra_length = length;
-	fault->ra_access = access;
-	queue_work(rxe_odp_wq, &fault->readahead_work);
+	kref_get(&job->ref);
+	job->ra_mr = rxe_odp_mr_get(odp_mr);
+	job->ra_start = start;
+	job->ra_length = length;
+	job->ra_access = access;
+	queue_work(rxe_odp_wq, &job->readahead_work);
 }
 
 static void rxe_odp_readahead_work(struct work_struct *work)
 {
-	struct rxe_odp_fault *fault =
-		container_of(work, struct rxe_odp_fault, readahead_work);
-	struct rxe_mr *mr = fault->ra_mr;
-	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
-	struct rxe_qp *qp = fault->qp;
+	struct rxe_odp_fault_job *job =
+		container_of(work, struct rxe_odp_fault_job, readahead_work);
+	struct rxe_odp_mr *odp_mr = job->ra_mr;
 	long ret;
 
 	/*
 	 * All of it only hoped for: a failure or a racing invalidation ends
 	 * it, and the data path faults on demand and sees any error then.
 	 */
-	ret = odp_mirror_fault(mr->odp, fault->ra_start, 0, fault->ra_length,
-			       fault->ra_access);
+	ret = odp_mirror_fault(&odp_mr->mirror, job->ra_start, 0,
+			       job->ra_length, job->ra_access);
 	rxe_odp_count_faulted(odp_mr, ret);
 	/* pairs with READ_ONCE() in rxe_odp_wait_readahead() */
-	WRITE_ONCE(fault->ra_mr, NULL);
-	clear_bit_unlock(0, &fault->ra_busy);
-	rxe_put(mr);
-	rxe_put(qp);
+	WRITE_ONCE(job->ra_mr, NULL);
+	clear_bit_unlock(0, &job->ra_busy);
+	rxe_odp_mr_put(odp_mr);
+	rxe_odp_job_put(job);
 }
 
 /*
- * A miss in the part of @mr that the slot's read-ahead is still faulting:
- * the stream caught up with its read-ahead.  Wait for the read-ahead
- * instead of faulting the same pages alongside it.  Two workers faulting
- * the same pages contend for every one of them: hmm faults every page to
- * the end of its range, each worker allocates a page for the same PTE
- * and one of the two pages is freed again, and when both workers share a
- * CPU (an unbound pool of a one-CPU node) they give it to each other at
- * every allocation.  A 2 MiB window then took 32 s under emulation
- * while the requester waited.  The read-ahead is bounded: it gives up at
- * the first invalidation that stops it.  Only this slot's fault worker
- * starts read-aheads, so the ra_ fields cannot change while it looks.
+ * A miss in the part of the MR that the slot's read-ahead is still
+ * faulting: the stream caught up with its read-ahead.  Wait for the
+ * read-ahead instead of faulting the same pages alongside it: two workers
+ * faulting the same pages contend for every one of them (each allocates
+ * a page for the same PTE and one of the two is freed again), and when
+ * both share a CPU they give it to each other at every allocation.  The
+ * read-ahead is bounded: it gives up at the first invalidation that stops
+ * it.  Only this slot's fault worker starts read-aheads, so the ra_
+ * fields cannot change while it looks.
  */
-static void rxe_odp_wait_readahead(struct rxe_odp_fault *fault,
-				   struct rxe_mr *mr, u64 start, u64 end)
+static void rxe_odp_wait_readahead(struct rxe_odp_fault_job *job,
+				   struct rxe_odp_mr *odp_mr, u64 start,
+				   u64 end)
 {
-	if (!test_bit(0, &fault->ra_busy) || READ_ONCE(fault->ra_mr) != mr ||
-	    end <= fault->ra_start ||
-	    start >= fault->ra_start + fault->ra_length)
+	if (!test_bit(0, &job->ra_busy) || READ_ONCE(job->ra_mr) != odp_mr ||
+	    end <= job->ra_start || start >= job->ra_start + job->ra_length)
 		return;
-	flush_work(&fault->readahead_work);
+	flush_work(&job->readahead_work);
+}
+
+/*
+ * Fault what the data path asked for, trying again a few times after a
+ * failure that was not its fault (no memory for the table, or for hmm's
+ * walk): only an access the memory does not allow fails the operation.
+ */
+static long rxe_odp_fault_range(struct rxe_odp_mr *odp_mr, u64 addr,
+				u64 length, u64 ahead, unsigned int access)
+{
+	unsigned int tries = 0;
+	long ret;
+
+	for (;;) {
+		ret = odp_mirror_fault(&odp_mr->mirror, addr, length, ahead,
+				       access);
+		if (ret != -ENOMEM || ++tries >= RXE_ODP_FAULT_TRIES)
+			return ret;
+		msleep(1U << tries);
+	}
 }
 
 static void rxe_odp_fault_work(struct work_struct *work)
 {
-	struct rxe_odp_fault *fault =
-		container_of(work, struct rxe_odp_fault, work);
-	struct rxe_mr *mr = fault->mr;
-	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
-	struct rxe_qp *qp = fault->qp;
-	u64 ahead = fault->ahead, window, ra_start, ra_end;
+	struct rxe_odp_fault_job *job =
+		container_of(work, struct rxe_odp_fault_job, work);
+	struct rxe_odp_mr *odp_mr = job->odp_mr;
+	u64 addr, length, ahead, window, ra_start, ra_end;
+	struct rxe_odp_fault *fault;
+	unsigned long flags;
+	unsigned int access;
+	bool readahead;
+	ktime_t start;
 	long ret;
 	int state;
 
-	if (fault->readahead)
-		ahead = max(ahead, ALIGN(fault->addr + 1, RXE_ODP_FAULT_WINDOW) -
-				   fault->addr);
-	window = min_t(u64, mr->odp->end - fault->addr,
-		       clamp_t(u64, ahead, fault->length, RXE_ODP_FAULT_WINDOW));
-	ra_start = fault->addr + window;
+	/* the slot is ours while PENDING, as long as the QP lives */
+	spin_lock_irqsave(&job->lock, flags);
+	fault = job->slot;
+	if (fault) {
+		addr = fault->addr;
+		length = fault->length;
+		ahead = fault->ahead;
+		access = fault->access;
+		readahead = fault->readahead;
+		start = fault->start;
+	}
+	spin_unlock_irqrestore(&job->lock, flags);
+	if (!fault)
+		goto out;
+
+	if (readahead)
+		ahead = max(ahead, ALIGN(addr + 1, RXE_ODP_FAULT_WINDOW) - addr);
+	window = min_t(u64, odp_mr->mirror.end - addr,
+		       clamp_t(u64, ahead, length, RXE_ODP_FAULT_WINDOW));
+	ra_start = addr + window;
 	ra_end = ra_start;
-	rxe_odp_wait_readahead(fault, mr, fault->addr, ra_start);
+	rxe_odp_wait_readahead(job, odp_mr, addr, ra_start);
 
 	/*
 	 * What the data path needs decides the outcome; the rest of the
@@ -198,40 +310,44 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 * changing it right now (odp_mirror_fault()'s @ahead): the task then
 	 * resumes without it and faults again when it gets there.
 	 */
-	ret = odp_mirror_fault(mr->odp, fault->addr, fault->length,
-			       window - fault->length, fault->access);
+	ret = rxe_odp_fault_range(odp_mr, addr, length, window - length,
+				  access);
 	rxe_odp_count_faulted(odp_mr, ret);
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAITS, 1);
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US,
-		      ktime_us_delta(ktime_get(), fault->start));
+		      ktime_us_delta(ktime_get(), start));
 
-	if (ret >= 0 && fault->readahead) {
-		ra_end = min_t(u64, mr->odp->end,
+	if (ret >= 0 && readahead) {
+		ra_end = min_t(u64, odp_mr->mirror.end,
 			       ALIGN(ra_start + RXE_ODP_READAHEAD,
 				     RXE_ODP_FAULT_WINDOW));
 		if (ra_end > ra_start)
-			rxe_odp_readahead(fault, mr, ra_start,
-					  ra_end - ra_start, fault->access);
+			rxe_odp_readahead(job, odp_mr, ra_start,
+					  ra_end - ra_start, access);
 	}
-	WRITE_ONCE(fault->stream_end, ra_end);
-	fault->mr = NULL;
 
 	/* on -EBUSY the data path misses again and asks for a new fault */
 	state = RXE_ODP_FAULT_IDLE;
-	if (ret < 0 && ret != -EBUSY) {
-		fault->err = -EFAULT;
+	if (ret < 0 && ret != -EBUSY)
 		state = RXE_ODP_FAULT_FAILED;
+
+	spin_lock_irqsave(&job->lock, flags);
+	fault = job->slot;
+	if (fault) {
+		WRITE_ONCE(fault->stream_end, ra_end);
+		fault->err = -EFAULT;
+		/*
+		 * Hand the slot back to the task: orders the result before
+		 * the state, which the task reads with smp_load_acquire() in
+		 * rxe_odp_miss().
+		 */
+		smp_store_release(&fault->state, state);
+		rxe_sched_task(fault->task);
 	}
-	/*
-	 * Hand the slot back to the task: orders the result (and
-	 * fault->mr = NULL) before the state, which the task reads with
-	 * smp_load_acquire() in rxe_odp_miss().  The slot is the task's
-	 * again; only the MR and QP references are ours.
-	 */
-	smp_store_release(&fault->state, state);
-	rxe_sched_task(fault->task);
-	rxe_put(mr);
-	rxe_put(qp);
+	spin_unlock_irqrestore(&job->lock, flags);
+out:
+	rxe_odp_mr_put(odp_mr);
+	rxe_odp_job_put(job);
 }
 
 /*
@@ -256,24 +372,60 @@ static void rxe_odp_keepalive_tick(struct timer_list *timer)
 		  jiffies + msecs_to_jiffies(RXE_ODP_KEEPALIVE_MS));
 }
 
-void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
-			struct rxe_task *task)
+/* Return: 0 or -ENOMEM. */
+int rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_task *task)
 {
-	INIT_WORK(&fault->work, rxe_odp_fault_work);
-	INIT_WORK(&fault->readahead_work, rxe_odp_readahead_work);
+	struct rxe_odp_fault_job *job;
+
 	timer_setup(&fault->keepalive_timer, rxe_odp_keepalive_tick, 0);
-	fault->qp = qp;
+	job = kzalloc(sizeof(*job), GFP_KERNEL_ACCOUNT);
+	if (!job)
+		return -ENOMEM;
+	kref_init(&job->ref);
+	spin_lock_init(&job->lock);
+	job->slot = fault;
+	INIT_WORK(&job->work, rxe_odp_fault_work);
+	INIT_WORK(&job->readahead_work, rxe_odp_readahead_work);
+
+	fault->job = job;
 	fault->task = task;
 	fault->state = RXE_ODP_FAULT_IDLE;
+	return 0;
 }
 
 /*
- * Called when the QP is cleaned up: no fault is pending any more (a fault
- * holds a reference to the QP), so the keepalive does not rearm itself.
+ * Called when the QP is destroyed, before rxe waits for the references to
+ * it: detach the slot from a fault that may still run (the fault then
+ * finishes without resuming anything) and resume the task.  A task parked
+ * on a fault keeps the packet it works on, which holds the QP; resumed,
+ * it finds no fault to wait for, fails the operation as an access error
+ * and lets go of the packet.  Never waits for the fault.
  */
+void rxe_odp_fault_cancel(struct rxe_odp_fault *fault)
+{
+	struct rxe_odp_fault_job *job = fault->job;
+	unsigned long flags;
+
+	if (!job)
+		return;
+	spin_lock_irqsave(&job->lock, flags);
+	job->slot = NULL;
+	spin_unlock_irqrestore(&job->lock, flags);
+	/* the keepalive only rearms itself while PENDING */
+	smp_store_release(&fault->state, RXE_ODP_FAULT_IDLE);
+	rxe_sched_task(fault->task);
+}
+
+/* Called when the QP is cleaned up, its tasks stopped. */
 void rxe_odp_fault_fini(struct rxe_odp_fault *fault)
 {
+	struct rxe_odp_fault_job *job = fault->job;
+
+	rxe_odp_fault_cancel(fault);
 	del_timer_sync(&fault->keepalive_timer);
+	fault->job = NULL;
+	if (job)
+		rxe_odp_job_put(job);
 }
 
 /* Forget a failed fault; called when the QP is reset. */
@@ -290,6 +442,9 @@ void rxe_odp_fault_reset(struct rxe_odp_fault *fault)
 static int rxe_odp_miss(struct rxe_odp_fault *fault, struct rxe_mr *mr,
 			u64 addr, u64 length, unsigned int access)
 {
+	struct rxe_odp_fault_job *job;
+	unsigned long flags;
+
 	/* pairs with smp_store_release() in rxe_odp_fault_work() */
 	switch (smp_load_acquire(&fault->state)) {
 	case RXE_ODP_FAULT_PENDING:
@@ -303,19 +458,27 @@ static int rxe_odp_miss(struct rxe_odp_fault *fault, struct rxe_mr *mr,
 		break;
 	}
 
-	if (!rxe_get(fault->qp))
+	/* no fault for a QP being destroyed (rxe_odp_fault_cancel()) */
+	job = fault->job;
+	if (!job)
 		return -EFAULT;
-	rxe_get(mr);
+	spin_lock_irqsave(&job->lock, flags);
+	if (!job->slot) {
+		spin_unlock_irqrestore(&job->lock, flags);
+		return -EFAULT;
+	}
+	kref_get(&job->ref);
+	job->odp_mr = rxe_odp_mr_get(to_odp_mr(mr));
 	fault->readahead = fault->lkey == mr->lkey && addr >= fault->addr &&
 			   addr <= READ_ONCE(fault->stream_end);
-	fault->mr = mr;
 	fault->lkey = mr->lkey;
 	fault->addr = addr;
 	fault->length = length;
 	fault->access = access;
 	fault->start = ktime_get();
 	fault->state = RXE_ODP_FAULT_PENDING;
-	queue_work(rxe_odp_wq, &fault->work);
+	queue_work(rxe_odp_wq, &job->work);
+	spin_unlock_irqrestore(&job->lock, flags);
 
 	/* start ticking unless already ticking: never push a tick back */
 	if (fault->keepalive)
@@ -357,6 +520,7 @@ int rxe_odp_mr_init(struct rxe_mr *mr, u64 start, u64 length)
 	if (!odp_mr)
 		return -ENOMEM;
 	odp_mr->rxe = to_rdev(mr->ibmr.pd->device);
+	refcount_set(&odp_mr->users, 1);
 
 	err = odp_mirror_init(&odp_mr->mirror, current->mm, start, length,
 			      &rxe_odp_mirror_ops);
@@ -364,19 +528,43 @@ int rxe_odp_mr_init(struct rxe_mr *mr, u64 start, u64 length)
 		kfree(odp_mr);
 		return err;
 	}
+	/* a fault may outlive the device's registration, not its memory */
+	get_device(&odp_mr->rxe->ib_dev.dev);
 
 	mr->odp = &odp_mr->mirror;
 	mr->odp_va = start;
 	return 0;
 }
 
+/**
+ * rxe_odp_mr_quiesce - stop the faults of an MR being deregistered
+ * @mr: an ODP MR
+ *
+ * Called before the MR is taken out of the pool: faults, read-aheads and
+ * prefetches of the MR stop at their next batch, later ones fail at once
+ * (so a task parked on the MR resumes and completes with an access
+ * error), and the caller waits for those still running, as mlx5 waits for
+ * the page-fault work of an MR it destroys.  The wait is killable: if the
+ * owner is killed (a fault blocked on a file whose server does not answer
+ * cannot be interrupted), deregistration goes on, and the last fault to
+ * return frees the mirror (rxe_odp_mr_put()).
+ */
+void rxe_odp_mr_quiesce(struct rxe_mr *mr)
+{
+	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
+
+	odp_mirror_cancel(&odp_mr->mirror);
+	wait_var_event_killable(&odp_mr->users,
+				refcount_read(&odp_mr->users) == 1);
+}
+
+/* Called when the MR is freed; may leave the mirror to a running fault. */
 void rxe_odp_mr_cleanup(struct rxe_mr *mr)
 {
 	struct rxe_odp_mr *odp_mr = to_odp_mr(mr);
 
-	odp_mirror_fini(&odp_mr->mirror);
-	kfree(odp_mr);
 	mr->odp = NULL;
+	rxe_odp_mr_put(odp_mr);
 }
 
 static inline u64 rxe_odp_addr(struct rxe_mr *mr, u64 iova)
@@ -440,19 +628,32 @@ int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
 	return 0;
 }
 
-/* One SGE of a prefetch: a referenced MR and the user range in it. */
+/* One SGE of a prefetch: a referenced ODP MR and the user range in it. */
 struct rxe_odp_prefetch_sge {
-	struct rxe_mr	*mr;
-	u64		addr;
-	u64		length;
+	struct rxe_odp_mr	*odp_mr;
+	u64			addr;
+	u64			length;
 };
 
 struct rxe_odp_prefetch {
 	struct work_struct		work;
 	unsigned int			access;
+	bool				queued;	/* counted in prefetch_queued */
 	u32				num_sge;
 	struct rxe_odp_prefetch_sge	sge[];
 };
+
+static void rxe_odp_prefetch_free(struct rxe_odp_prefetch *pf)
+{
+	u32 i;
+
+	for (i = 0; i < pf->num_sge; i++) {
+		if (pf->queued)
+			atomic_dec(&pf->sge[i].odp_mr->prefetch_queued);
+		rxe_odp_mr_put(pf->sge[i].odp_mr);
+	}
+	kfree(pf);
+}
 
 static int rxe_odp_prefetch_run(struct rxe_odp_prefetch *pf)
 {
@@ -460,21 +661,23 @@ static int rxe_odp_prefetch_run(struct rxe_odp_prefetch *pf)
 	u32 i;
 
 	for (i = 0; i < pf->num_sge; i++) {
-		struct rxe_mr *mr = pf->sge[i].mr;
+		struct rxe_odp_mr *odp_mr = pf->sge[i].odp_mr;
 		long ret;
 
-		ret = odp_mirror_fault(mr->odp, pf->sge[i].addr,
+		ret = odp_mirror_fault(&odp_mr->mirror, pf->sge[i].addr,
 				       pf->sge[i].length, 0, pf->access);
 		if (ret > 0) {
-			atomic64_add(ret, &to_odp_mr(mr)->page_prefetch);
-			rxe_odp_count(to_odp_mr(mr)->rxe,
-				      RXE_CNT_ODP_PAGE_PREFETCH, ret);
+			atomic64_add(ret, &odp_mr->page_prefetch);
+			rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_PREFETCH,
+				      ret);
+		} else if (ret == -EINTR) {
+			err = ret;
+			break;
 		} else if (ret < 0 && !err) {
-			err = ret == -EBUSY ? -EBUSY : -EFAULT;
+			err = ret == -EBUSY || ret == -ENOMEM ? ret : -EFAULT;
 		}
-		rxe_put(mr);
 	}
-	kfree(pf);
+	rxe_odp_prefetch_free(pf);
 	return err;
 }
 
@@ -482,6 +685,29 @@ static void rxe_odp_prefetch_work(struct work_struct *work)
 {
 	rxe_odp_prefetch_run(container_of(work, struct rxe_odp_prefetch,
 					  work));
+}
+
+/*
+ * Count an asynchronous prefetch against each of its MRs: -EBUSY if one
+ * of them has RXE_ODP_PREFETCH_MAX waiting or running already.
+ */
+static int rxe_odp_prefetch_queue(struct rxe_odp_prefetch *pf)
+{
+	u32 i;
+
+	for (i = 0; i < pf->num_sge; i++) {
+		atomic_t *queued = &pf->sge[i].odp_mr->prefetch_queued;
+
+		if (atomic_inc_return(queued) > RXE_ODP_PREFETCH_MAX) {
+			atomic_dec(queued);
+			while (i--)
+				atomic_dec(&pf->sge[i].odp_mr->prefetch_queued);
+			return -EBUSY;
+		}
+	}
+	pf->queued = true;
+	queue_work(rxe_odp_wq, &pf->work);
+	return 0;
 }
 
 /**
@@ -496,9 +722,12 @@ static void rxe_odp_prefetch_work(struct work_struct *work)
  *
  * Every range is checked (key, PD, ODP, bounds, write access for
  * PREFETCH_WRITE) before anything is done, so a bad one fails the call
- * whether or not it is synchronous.
+ * whether or not it is synchronous.  A prefetch holds the ODP MRs, not the
+ * MRs: deregistration stops it (rxe_odp_mr_quiesce()).
  *
- * Return: 0 or a negative errno.
+ * Return: 0 or a negative errno; -EBUSY if an MR has too many
+ * asynchronous prefetches outstanding, -EINTR if a synchronous one was
+ * killed.
  */
 int rxe_odp_advise_mr(struct ib_pd *ibpd,
 		      enum ib_uverbs_advise_mr_advice advice, u32 flags,
@@ -507,7 +736,7 @@ int rxe_odp_advise_mr(struct ib_pd *ibpd,
 {
 	struct rxe_pd *pd = to_rpd(ibpd);
 	struct rxe_odp_prefetch *pf;
-	int mr_access = 0;
+	int mr_access = 0, err;
 	u32 i;
 
 	switch (advice) {
@@ -524,7 +753,7 @@ int rxe_odp_advise_mr(struct ib_pd *ibpd,
 	if (flags & ~IB_UVERBS_ADVISE_MR_FLAG_FLUSH)
 		return -EOPNOTSUPP;
 
-	pf = kzalloc(struct_size(pf, sge, num_sge), GFP_KERNEL);
+	pf = kzalloc(struct_size(pf, sge, num_sge), GFP_KERNEL_ACCOUNT);
 	if (!pf)
 		return -ENOMEM;
 	INIT_WORK(&pf->work, rxe_odp_prefetch_work);
@@ -536,8 +765,8 @@ int rxe_odp_advise_mr(struct ib_pd *ibpd,
 	for (i = 0; i < num_sge; i++) {
 		struct rxe_mr *mr = lookup_mr(pd, 0, sg_list[i].lkey,
 					      RXE_LOOKUP_LOCAL);
-		int err = 0;
 
+		err = 0;
 		if (!mr)
 			err = -ENOENT;
 		else if (mr_access && !(mr->access & mr_access))
@@ -550,22 +779,23 @@ int rxe_odp_advise_mr(struct ib_pd *ibpd,
 		if (err) {
 			if (mr)
 				rxe_put(mr);
-			while (pf->num_sge)
-				rxe_put(pf->sge[--pf->num_sge].mr);
-			kfree(pf);
+			rxe_odp_prefetch_free(pf);
 			return err;
 		}
-		pf->sge[i].mr = mr;
+		pf->sge[i].odp_mr = rxe_odp_mr_get(to_odp_mr(mr));
 		pf->sge[i].addr = rxe_odp_addr(mr, sg_list[i].addr);
 		pf->sge[i].length = sg_list[i].length;
 		pf->num_sge++;
+		rxe_put(mr);
 	}
 
 	if (flags & IB_UVERBS_ADVISE_MR_FLAG_FLUSH)
 		return rxe_odp_prefetch_run(pf);
 
-	queue_work(rxe_odp_wq, &pf->work);
-	return 0;
+	err = rxe_odp_prefetch_queue(pf);
+	if (err)
+		rxe_odp_prefetch_free(pf);
+	return err;
 }
 
 /* Per-MR counters for "rdma statistic mr", named as mlx5 names them. */

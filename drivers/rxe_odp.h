@@ -28,7 +28,6 @@ struct rxe_dev;
 struct sk_buff;
 struct uverbs_attr_bundle;
 struct rxe_mr;
-struct rxe_qp;
 struct rxe_task;
 
 enum rxe_odp_fault_state {
@@ -37,18 +36,20 @@ enum rxe_odp_fault_state {
 	RXE_ODP_FAULT_FAILED,	/* the last fault failed: report it once */
 };
 
+struct rxe_odp_fault_job;
+
 /*
  * One per QP task (requester, responder, completer): a task waits for at
  * most one fault at a time.  Written by the task while IDLE or FAILED, by
  * the worker while PENDING; @state hands the slot over with release/acquire.
+ * The worker reaches the slot only through @job, and only while the QP is
+ * alive: the fault itself runs apart from the QP (see rxe_odp.c).
  */
 struct rxe_odp_fault {
-	struct work_struct	work;
-	struct rxe_qp		*qp;
+	struct rxe_odp_fault_job *job;		/* NULL once the QP is gone */
 	struct rxe_task		*task;		/* resumed after the fault */
 	int			state;
-	struct rxe_mr		*mr;		/* referenced while PENDING */
-	u32			lkey;		/* identifies @mr when FAILED */
+	u32			lkey;		/* MR of the fault */
 	u64			addr;		/* range to fault */
 	u64			length;
 	unsigned int		access;		/* ODP_MIRROR_READ/WRITE */
@@ -65,20 +66,10 @@ struct rxe_odp_fault {
 	 * slot and before @stream_end (where the last fault, read-ahead
 	 * included, ends) continues a stream, and its fault also maps the
 	 * next window in the background once the task is resumed.
-	 * @stream_end is written by the worker after it hands the slot back.
+	 * @stream_end is written by the worker when it hands the slot back.
 	 */
 	u64			stream_end;
 	bool			readahead;
-	/*
-	 * The read-ahead of the slot, a work item of its own: bit 0 of
-	 * @ra_busy gives the ra_ fields to it while it is queued or running.
-	 */
-	struct work_struct	readahead_work;
-	unsigned long		ra_busy;
-	struct rxe_mr		*ra_mr;		/* referenced while busy */
-	u64			ra_start;
-	u64			ra_length;
-	unsigned int		ra_access;
 	/*
 	 * Set keepalive to have the parked task woken every few ms with
 	 * keepalive_due set, so that it can tell its peer it is still there.
@@ -92,9 +83,9 @@ int rxe_odp_init(void);
 void rxe_odp_exit(void);
 void rxe_odp_init_device_caps(struct rxe_dev *rxe);
 
-void rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_qp *qp,
-			struct rxe_task *task);
+int rxe_odp_fault_init(struct rxe_odp_fault *fault, struct rxe_task *task);
 void rxe_odp_fault_reset(struct rxe_odp_fault *fault);
+void rxe_odp_fault_cancel(struct rxe_odp_fault *fault);
 void rxe_odp_fault_fini(struct rxe_odp_fault *fault);
 
 /* True, once, when a keepalive tick came since the last call. */
@@ -104,6 +95,7 @@ static inline bool rxe_odp_keepalive_due(struct rxe_odp_fault *fault)
 }
 
 int rxe_odp_mr_init(struct rxe_mr *mr, u64 start, u64 length);
+void rxe_odp_mr_quiesce(struct rxe_mr *mr);
 void rxe_odp_mr_cleanup(struct rxe_mr *mr);
 int rxe_odp_mr_copy(struct rxe_mr *mr, u64 iova, void *addr, int length,
 		    bool to_mr, struct rxe_odp_fault *fault);
