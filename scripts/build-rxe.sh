@@ -66,7 +66,10 @@ done || exit 1
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp "$OUT.tmp"/drivers/infiniband/sw/rxe/*.[ch] "$OUT/"
-cp "$TOP"/kernel/*.[ch] "$TOP"/drivers/*.[ch] "$OUT/" 2>/dev/null || true
+for f in kernel/odp_mirror.c kernel/odp_mirror.h drivers/rxe_odp.c drivers/rxe_odp.h; do
+	[ -f "$TOP/$f" ] || die "$f missing from the source tree"
+	cp "$TOP/$f" "$OUT/"
+done
 cp "$TOP/Kbuild" "$OUT/Kbuild"
 rm -rf "$OUT.tmp"
 echo "$stamp" >"$OUT/.source"
