@@ -10,7 +10,8 @@ libibverbs-dev librdmacm-dev python3-pyverbs
 numactl libnuma-dev iproute2
 build-essential bc flex bison libelf-dev libssl-dev xz-utils patch
 sparse gnuplot-nox python3
-dkms dh-dkms debhelper lintian pkgconf"
+dkms dh-dkms debhelper lintian pkgconf
+fuse3 libfuse3-dev"
 
 missing=""
 for p in $PKGS; do

@@ -1094,3 +1094,42 @@ void t_dump_kernel_stacks(const char *why)
 	}
 	closedir(dir);
 }
+
+/* Counts of the device's resources, from 'rdma resource show'. */
+int t_res_read(const char *dev, struct t_res *r)
+{
+	char cmd[128], line[512];
+	bool found = false;
+	FILE *f;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(cmd, sizeof(cmd), "rdma resource show %s 2>&1", dev);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *p;
+
+		if (!strstr(line, dev))
+			continue;
+		found = true;
+		p = strstr(line, " pd ");
+		r->pd = p ? atol(p + 4) : -1;
+		p = strstr(line, " cq ");
+		r->cq = p ? atol(p + 4) : -1;
+		p = strstr(line, " qp ");
+		r->qp = p ? atol(p + 4) : -1;
+		p = strstr(line, " mr ");
+		r->mr = p ? atol(p + 4) : -1;
+		p = strstr(line, " ctx ");
+		r->ctx = p ? atol(p + 5) : -1;
+	}
+	pclose(f);
+	return found ? 0 : -1;
+}
+
+bool t_res_equal(const struct t_res *a, const struct t_res *b)
+{
+	return a->pd == b->pd && a->cq == b->cq && a->qp == b->qp &&
+	       a->mr == b->mr && a->ctx == b->ctx;
+}

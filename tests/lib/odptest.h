@@ -207,6 +207,15 @@ bool t_check(const void *got, const void *exp, size_t len,
 bool t_check_byte(const void *got, int c, size_t len, const char *what);
 
 /* /proc/meminfo field in KiB, or -1. */
+/* Counts of a device's resources, from 'rdma resource show DEV'. */
+struct t_res {
+	long pd, cq, qp, mr, ctx;
+};
+
+/* Return: 0, or -1 if the device is not listed. */
+int t_res_read(const char *dev, struct t_res *r);
+bool t_res_equal(const struct t_res *a, const struct t_res *b);
+
 long t_meminfo_kb(const char *key);
 /* /proc/vmstat counter, or -1. */
 long t_vmstat(const char *key);

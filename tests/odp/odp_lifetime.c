@@ -37,44 +37,7 @@
 #define SLOW_SECS	10	/* print the kernel stacks after this long */
 #define LIMIT_SECS	60	/* a leak or a hang after this long */
 
-struct res {
-	long pd, cq, qp, mr, ctx;
-};
-
 static const char *devname;
-
-/* Counts of the device's resources, from 'rdma resource show'. */
-static int res_read(struct res *r)
-{
-	char cmd[128], line[512];
-	bool found = false;
-	FILE *f;
-
-	memset(r, 0, sizeof(*r));
-	snprintf(cmd, sizeof(cmd), "rdma resource show %s 2>&1", devname);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		char *p;
-
-		if (!strstr(line, devname))
-			continue;
-		found = true;
-		p = strstr(line, " pd ");
-		r->pd = p ? atol(p + 4) : -1;
-		p = strstr(line, " cq ");
-		r->cq = p ? atol(p + 4) : -1;
-		p = strstr(line, " qp ");
-		r->qp = p ? atol(p + 4) : -1;
-		p = strstr(line, " mr ");
-		r->mr = p ? atol(p + 4) : -1;
-		p = strstr(line, " ctx ");
-		r->ctx = p ? atol(p + 5) : -1;
-	}
-	pclose(f);
-	return found ? 0 : -1;
-}
 
 /* @what is SLOW_SECS late: show where the kernel waits. */
 static void slow(const char *what)
@@ -85,27 +48,21 @@ static void slow(const char *what)
 	t_dump_kernel_stacks(why);
 }
 
-static bool res_equal(const struct res *a, const struct res *b)
-{
-	return a->pd == b->pd && a->cq == b->cq && a->qp == b->qp &&
-	       a->mr == b->mr && a->ctx == b->ctx;
-}
-
 /*
  * Wait for the resources to be back to @base: the teardown of a dead
  * process's context may be asynchronous.
  */
-static bool res_back(const struct res *base)
+static bool res_back(const struct t_res *base)
 {
 	double t0 = t_now(), t;
 	bool dumped = false;
-	struct res now;
+	struct t_res now;
 
 	for (;;) {
-		bool read_ok = !res_read(&now);
+		bool read_ok = !t_res_read(devname, &now);
 
 		t = t_now() - t0;
-		if (read_ok && res_equal(&now, base)) {
+		if (read_ok && t_res_equal(&now, base)) {
 			t_diag("resources back %.1f s after the child ended", t);
 			return true;
 		}
@@ -206,13 +163,13 @@ static int child(enum how how, int ready_fd)
 
 static void run(enum how how, const char *name)
 {
-	struct res base;
+	struct t_res base;
 	int fds[2], status = -1;
 	double t0;
 	pid_t pid;
 	char c;
 
-	if (res_read(&base)) {
+	if (t_res_read(devname, &base)) {
 		t_result(false, "%s: read 'rdma resource show'", name);
 		t_skip("no baseline", "%s: resources back to baseline", name);
 		return;

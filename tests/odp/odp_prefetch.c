@@ -13,12 +13,15 @@
  * everything else is skipped: pinned MRs have no faults to count.
  */
 #include <errno.h>
+#include <grp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "odptest.h"
 #include "rxeodp.h"
@@ -338,6 +341,91 @@ static void test_bad_input(void)
 	munmap(buf, LEN);
 }
 
+/*
+ * An unprivileged process floods asynchronous prefetches of a large cold
+ * range, each of which takes a while: past the bound per MR they fail with
+ * EBUSY, every other one is queued, and the process exits with many still
+ * queued without leaving anything behind.
+ */
+#define FLOOD_LEN	(1024 * T_MIB)
+#define FLOOD_CALLS	4000
+#define NOBODY		65534
+
+static int flood_child(void)
+{
+	long ok = 0, busy = 0, other = 0, i;
+	struct t_dev d;
+	struct ibv_mr *mr;
+	uint8_t *buf;
+
+	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+		return 10;
+	if (t_dev_open(&d))
+		return 11;
+	buf = mmap(NULL, FLOOD_LEN, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	mr = buf == MAP_FAILED ? NULL
+			       : t_reg_mr(&d, buf, FLOOD_LEN, T_ACCESS_ALL);
+	if (!mr)
+		return 12;
+	for (i = 0; i < FLOOD_CALLS; i++) {
+		size_t off = (i % (FLOOD_LEN / (2 * T_MIB))) * 2 * T_MIB;
+		struct ibv_sge sge = {
+			.addr = (uintptr_t)buf + off,
+			.length = 2 * T_MIB,
+			.lkey = mr->lkey,
+		};
+		int ret = rxeodp_advise_mr(d.pd, IBV_ADVISE_MR_ADVICE_PREFETCH,
+					   0, &sge, 1);
+
+		if (!ret)
+			ok++;
+		else if (ret == EBUSY)
+			busy++;
+		else
+			other++;
+	}
+	fprintf(stderr, "flood: %ld queued, %ld EBUSY, %ld other errors\n",
+		ok, busy, other);
+	/* exit with prefetches queued: deregistration stops them */
+	return ok > 0 && busy > 0 && !other ? 0 : 13;
+}
+
+static void test_flood(void)
+{
+	struct t_res base, now;
+	int status = -1;
+	bool back = false;
+	double t0;
+	pid_t pid;
+
+	if (t_res_read(dev.name, &base))
+		t_diag("cannot read 'rdma resource show %s'", dev.name);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		t_bail("fork: %s", strerror(errno));
+	if (!pid)
+		_exit(flood_child());
+	t0 = t_now();
+	while (!waitpid(pid, &status, WNOHANG) && t_now() - t0 < 120)
+		usleep(20000);
+	t_result(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		 "unprivileged flood of %d async prefetches: some queued, the rest EBUSY, no other error (status %#x)",
+		 FLOOD_CALLS, status);
+	t_result(t_now() - t0 < 120,
+		 "the flooding process exits with prefetches queued (%.1f s)",
+		 t_now() - t0);
+	if (t_now() - t0 >= 120) {
+		t_dump_kernel_stacks("the flooding process has not ended");
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	for (t0 = t_now(); t_now() - t0 < 60 && !back; usleep(50000))
+		back = !t_res_read(dev.name, &now) && t_res_equal(&now, &base);
+	t_result(back, "its MR and context are gone ('rdma resource show')");
+}
+
 static char numa_bal[16];
 
 /* Give NUMA balancing back as it was, also when t_bail() exits. */
@@ -389,7 +477,7 @@ int main(int argc, char **argv)
 		atexit(numa_bal_restore);
 	}
 
-	t_plan(42);
+	t_plan(45);
 	t_result(dev.attr.odp_caps.general_caps & IBV_ODP_SUPPORT_IMPLICIT,
 		 "IBV_ODP_SUPPORT_IMPLICIT advertised");
 	test_counters();
@@ -404,6 +492,7 @@ int main(int argc, char **argv)
 	test_no_fault(false);
 	test_implicit();
 	test_bad_input();
+	test_flood();
 
 	t_dereg_mr(src_mr);
 	t_rc_pair_destroy(&pair);
