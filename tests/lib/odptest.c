@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1132,4 +1133,21 @@ bool t_res_equal(const struct t_res *a, const struct t_res *b)
 {
 	return a->pd == b->pd && a->cq == b->cq && a->qp == b->qp &&
 	       a->mr == b->mr && a->ctx == b->ctx;
+}
+
+pid_t t_fork_quiet(void)
+{
+	pid_t pid;
+	int null;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		t_bail("fork: %s", strerror(errno));
+	if (!pid) {
+		null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, STDOUT_FILENO);
+	}
+	return pid;
 }

@@ -207,6 +207,12 @@ bool t_check(const void *got, const void *exp, size_t len,
 bool t_check_byte(const void *got, int c, size_t len, const char *what);
 
 /* /proc/meminfo field in KiB, or -1. */
+/*
+ * fork(), with the child's stdout on /dev/null so that its diagnostics do
+ * not mix into the parent's TAP; bails out if fork() fails.
+ */
+pid_t t_fork_quiet(void);
+
 /* Counts of a device's resources, from 'rdma resource show DEV'. */
 struct t_res {
 	long pd, cq, qp, mr, ctx;

@@ -185,6 +185,21 @@ static int get_byte(int fd, double secs)
 }
 
 /*
+ * One result: the next byte from @fd within @secs is one of @want, or
+ * with @want "", none comes.
+ */
+static void expect(int fd, double secs, const char *want, const char *fmt,
+		   const char *name)
+{
+	int c = get_byte(fd, secs);
+	char what[256];
+
+	snprintf(what, sizeof(what), fmt, name);
+	t_result(*want ? c > 0 && strchr(want, c) : c < 0, "%s (%c)", what,
+		 c > 0 ? c : '-');
+}
+
+/*
  * The child: its own context and QP pair, an ODP MR over the file, a READ
  * of a cold part of it posted.  It reports on @up: 'P' posted, 'Q' QPs
  * destroyed, 'D' MR deregistered, 'C' READ completed ('E' with an error);
@@ -297,17 +312,10 @@ static void run(enum how how, uint64_t off, const char *name)
 	drop_caches();
 	if (stall_write("1") || pipe(up) || pipe(down))
 		t_bail("%s: cannot set up: %s", name, strerror(errno));
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		t_bail("fork: %s", strerror(errno));
+	pid = t_fork_quiet();
 	if (!pid) {
-		int null = open("/dev/null", O_WRONLY);
-
 		close(up[0]);
 		close(down[1]);
-		if (null >= 0)
-			dup2(null, STDOUT_FILENO);
 		_exit(child(how, off, up[1], down[0]));
 	}
 	close(up[1]);
@@ -321,6 +329,9 @@ static void run(enum how how, uint64_t off, const char *name)
 	if (write(down[1], "g", 1) != 1)
 		t_diag("cannot tell the child to go on");
 
+	if (how != DESTROY_QP)
+		expect(up[0], HOLD_MS / 1000.0, "",
+		       "%s: deregistration waits for the fault", name);
 	switch (how) {
 	case DESTROY_QP:
 		c = get_byte(up[0], WAIT_SECS);
@@ -333,43 +344,29 @@ static void run(enum how how, uint64_t off, const char *name)
 		 * while the file system reads the page).
 		 */
 		stall_write("0");
-		c = get_byte(up[0], WAIT_SECS);
-		t_result(c == 'Q', "%s: ibv_destroy_qp() returns once the daemon answers (%c)",
-			 name, c > 0 ? c : '-');
-		c = get_byte(up[0], WAIT_SECS);
-		t_result(c == 'D', "%s: then the MR deregisters (%c)",
-			 name, c > 0 ? c : '-');
+		expect(up[0], WAIT_SECS, "Q",
+		       "%s: ibv_destroy_qp() returns once the daemon answers",
+		       name);
+		expect(up[0], WAIT_SECS, "D", "%s: then the MR deregisters",
+		       name);
 		break;
 	case DEREG:
-		c = get_byte(up[0], HOLD_MS / 1000.0);
-		t_result(c < 0, "%s: deregistration waits for the fault (%c)",
-			 name, c > 0 ? c : '-');
 		stall_write("0");
-		c = get_byte(up[0], WAIT_SECS);
-		t_result(c == 'D', "%s: deregistration returns once the daemon answers (%c)",
-			 name, c > 0 ? c : '-');
-		if (how == DEREG) {
-			c = get_byte(up[0], WAIT_SECS);
-			t_result(c == 'C' || c == 'E', "%s: the READ completes (%c)",
-				 name, c > 0 ? c : '-');
-		}
+		expect(up[0], WAIT_SECS, "D",
+		       "%s: deregistration returns once the daemon answers",
+		       name);
+		expect(up[0], WAIT_SECS, "CE", "%s: the READ completes", name);
 		break;
 	case KILLED:
-		c = get_byte(up[0], HOLD_MS / 1000.0);
-		t_result(c < 0, "%s: deregistration waits for the fault (%c)",
-			 name, c > 0 ? c : '-');
 		kill(pid, SIGKILL);
 		break;
 	case DAEMON_DIES:
-		c = get_byte(up[0], HOLD_MS / 1000.0);
-		t_result(c < 0, "%s: deregistration waits for the fault (%c)",
-			 name, c > 0 ? c : '-');
 		kill(daemon_pid, SIGKILL);
 		waitpid(daemon_pid, NULL, 0);
 		daemon_pid = -1;
-		c = get_byte(up[0], WAIT_SECS);
-		t_result(c == 'D', "%s: deregistration returns once the daemon is dead (%c)",
-			 name, c > 0 ? c : '-');
+		expect(up[0], WAIT_SECS, "D",
+		       "%s: deregistration returns once the daemon is dead",
+		       name);
 		break;
 	}
 	close(up[0]);

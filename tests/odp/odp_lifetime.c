@@ -176,17 +176,9 @@ static void run(enum how how, const char *name)
 	}
 	if (pipe(fds))
 		t_bail("pipe: %s", strerror(errno));
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		t_bail("fork: %s", strerror(errno));
+	pid = t_fork_quiet();
 	if (!pid) {
-		int null = open("/dev/null", O_WRONLY);
-
-		/* the child's diagnostics must not mix into our TAP */
 		close(fds[0]);
-		if (null >= 0)
-			dup2(null, STDOUT_FILENO);
 		_exit(child(how, fds[1]));
 	}
 	close(fds[1]);
