@@ -186,10 +186,11 @@ static void rxe_odp_count_faulted(struct rxe_odp_mr *odp_mr, long npages)
  * Fault [start, start + length) of @mr in the background: the next windows
  * of a stream, mapped on another CPU while the data path copies the window
  * just faulted, so that a stream into cold memory stalls once every few
- * windows instead of at every window.  It is a work item of its own, so
- * that the next demand fault of the slot only waits for it when it needs
- * pages it is faulting (rxe_odp_wait_readahead()).  One read-ahead per
- * slot at a time: a stream that outruns it faults on demand.
+ * windows instead of at every window.  It is a work item of its own, and
+ * all of it speculative: a demand fault of the same pages does not wait
+ * for it, the read-ahead yields to it (odp_mirror_fault()).  One
+ * read-ahead per slot at a time: a stream that outruns it faults on
+ * demand.
  */
 static void rxe_odp_readahead(struct rxe_odp_fault_job *job,
 			      struct rxe_odp_mr *odp_mr, u64 start, u64 length,
@@ -219,32 +220,10 @@ static void rxe_odp_readahead_work(struct work_struct *work)
 	ret = odp_mirror_fault(&odp_mr->mirror, job->ra_start, 0,
 			       job->ra_length, job->ra_access);
 	rxe_odp_count_faulted(odp_mr, ret);
-	/* pairs with READ_ONCE() in rxe_odp_wait_readahead() */
-	WRITE_ONCE(job->ra_mr, NULL);
+	job->ra_mr = NULL;
 	clear_bit_unlock(0, &job->ra_busy);
 	rxe_odp_mr_put(odp_mr);
 	rxe_odp_job_put(job);
-}
-
-/*
- * A miss in the part of the MR that the slot's read-ahead is still
- * faulting: the stream caught up with its read-ahead.  Wait for the
- * read-ahead instead of faulting the same pages alongside it: two workers
- * faulting the same pages contend for every one of them (each allocates
- * a page for the same PTE and one of the two is freed again), and when
- * both share a CPU they give it to each other at every allocation.  The
- * read-ahead is bounded: it gives up at the first invalidation that stops
- * it.  Only this slot's fault worker starts read-aheads, so the ra_
- * fields cannot change while it looks.
- */
-static void rxe_odp_wait_readahead(struct rxe_odp_fault_job *job,
-				   struct rxe_odp_mr *odp_mr, u64 start,
-				   u64 end)
-{
-	if (!test_bit(0, &job->ra_busy) || READ_ONCE(job->ra_mr) != odp_mr ||
-	    end <= job->ra_start || start >= job->ra_start + job->ra_length)
-		return;
-	flush_work(&job->readahead_work);
 }
 
 /*
@@ -302,7 +281,6 @@ static void rxe_odp_fault_work(struct work_struct *work)
 		       clamp_t(u64, ahead, length, RXE_ODP_FAULT_WINDOW));
 	ra_start = addr + window;
 	ra_end = ra_start;
-	rxe_odp_wait_readahead(job, odp_mr, addr, ra_start);
 
 	/*
 	 * What the data path needs decides the outcome; the rest of the
@@ -761,6 +739,9 @@ int rxe_odp_advise_mr(struct ib_pd *ibpd,
 		     ODP_MIRROR_READ | ODP_MIRROR_WRITE : ODP_MIRROR_READ;
 	if (advice == IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_NO_FAULT)
 		pf->access |= ODP_MIRROR_NO_FAULT;
+	/* nobody waits for an asynchronous prefetch: traffic goes first */
+	if (!(flags & IB_UVERBS_ADVISE_MR_FLAG_FLUSH))
+		pf->access |= ODP_MIRROR_SPECULATIVE;
 
 	for (i = 0; i < num_sge; i++) {
 		struct rxe_mr *mr = lookup_mr(pd, 0, sg_list[i].lkey,

@@ -45,8 +45,14 @@ struct odp_mirror_batch {
 	struct list_head node;
 	unsigned long start;
 	unsigned long end;
+	u64 id;			/* for waiters, which do not hold the batch */
 	bool raced;		/* an invalidation overlapped [start, end) */
 	bool leaf_raced;	/* one overlapped the leaf of the batch */
+	bool write;		/* it faults for write */
+	bool no_fault;		/* it only installs pages already present */
+	/* nobody waits for it (the part ahead, a read-ahead, a prefetch) */
+	bool speculative;
+	bool yield;		/* a fault somebody waits for wants its pages */
 };
 
 static_assert(ODP_MIRROR_LEAF_ENTRIES * sizeof(unsigned long) == PAGE_SIZE);
@@ -274,6 +280,8 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 	xa_init_flags(&mirror->leaves, XA_FLAGS_LOCK_IRQ);
 	mirror->cancelled = false;
 	INIT_LIST_HEAD(&mirror->batches);
+	init_waitqueue_head(&mirror->batch_wq);
+	mirror->batch_seq = 0;
 	memset(&mirror->stats, 0, sizeof(mirror->stats));
 	mirror->ops = ops;
 
@@ -569,6 +577,146 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 #define ODP_MIRROR_AHEAD_PASSES	3
 
 /*
+ * The largest batch of a fault that nobody waits for: a fault that
+ * somebody waits for and needs its pages waits at most one such pass.
+ */
+#define ODP_MIRROR_SPECULATIVE_BATCH	(64 * PAGE_SIZE)
+
+/* Entry for @addr, as page | access, if it grants @access; else 0. */
+static unsigned long odp_mirror_entry(struct odp_mirror *mirror,
+				      unsigned long addr, unsigned int access)
+{
+	struct odp_mirror_leaf *leaf;
+	unsigned long entry;
+
+	leaf = xa_load(&mirror->leaves, odp_leaf_index(addr));
+	if (!leaf)
+		return 0;
+
+	entry = READ_ONCE(leaf->entry[0]);
+	if (entry & ODP_MIRROR_HUGE) {
+		struct page *head =
+			(struct page *)(entry & ~ODP_MIRROR_FLAGS_MASK);
+
+		entry = (unsigned long)nth_page(head, odp_entry_index(addr)) |
+			(entry & ODP_MIRROR_ACCESS_MASK);
+	} else {
+		entry = READ_ONCE(leaf->entry[odp_entry_index(addr)]);
+	}
+	return (entry & access) == access ? entry : 0;
+}
+
+/*
+ * The first page of [start, end) (inside one leaf) that has no entry
+ * granting @access, or @end if there is none; called with the lock held.
+ */
+static unsigned long odp_mirror_first_missing(struct odp_mirror *mirror,
+					      unsigned long start,
+					      unsigned long end,
+					      unsigned int access)
+{
+	for (; start < end; start += PAGE_SIZE)
+		if (!odp_mirror_entry(mirror, start, access))
+			break;
+	return start;
+}
+
+/* An armed batch that overlaps [start, end), or NULL; under the lock. */
+static struct odp_mirror_batch *odp_batch_overlap(struct odp_mirror *mirror,
+						  unsigned long start,
+						  unsigned long end)
+{
+	struct odp_mirror_batch *batch;
+
+	list_for_each_entry(batch, &mirror->batches, node)
+		if (start < batch->end && end > batch->start)
+			return batch;
+	return NULL;
+}
+
+static bool odp_batch_done(struct odp_mirror *mirror, u64 id)
+{
+	struct odp_mirror_batch *batch;
+	unsigned long flags;
+	bool done = true;
+
+	flags = odp_mirror_lock(mirror);
+	list_for_each_entry(batch, &mirror->batches, node) {
+		if (batch->id == id) {
+			done = false;
+			break;
+		}
+	}
+	odp_mirror_unlock(mirror, flags);
+	return done;
+}
+
+/*
+ * Arm @batch for [range->start, range->end), unless other faulters take
+ * care of its pages.  Faulters of the same pages would each walk them and
+ * allocate a page for the same PTE, one of the two pages being freed again,
+ * and each write upgrade would mark the other's batch; two workers sharing
+ * a CPU then hand it to each other at every allocation.  So:
+ *  - pages already present as asked are not walked again: the batch starts
+ *    at the first missing one;
+ *  - a speculative batch skips pages that another batch is faulting, and
+ *    a batch that somebody waits for asks a speculative one in its way to
+ *    yield (at its next pass) rather than wait for it;
+ *  - a batch that somebody waits for waits for one in flight that faults
+ *    its pages with at least its access (a read batch does not serve a
+ *    write, a no-fault batch serves nothing), then looks again.
+ * It waits unarmed and without the mmap lock, so an invalidation never
+ * waits for it and no two batches wait for each other.
+ * Return: 0 with @batch armed; 1 if the batch has nothing to fault (it is
+ * done, range->end is left as it was); -EINTR if the caller was killed.
+ */
+static int odp_batch_arm(struct odp_mirror *mirror, struct hmm_range *range,
+			 unsigned long need_end, struct odp_mirror_batch *batch)
+{
+	unsigned int access = batch->write ? ODP_MIRROR_READ | ODP_MIRROR_WRITE
+					   : ODP_MIRROR_READ;
+	struct odp_mirror_batch *other;
+	unsigned long flags;
+	u64 id;
+
+	for (;;) {
+		flags = odp_mirror_lock(mirror);
+		if (!batch->no_fault)
+			range->start = odp_mirror_first_missing(mirror,
+								range->start,
+								range->end,
+								access);
+		if (range->start == range->end) {
+			odp_mirror_unlock(mirror, flags);
+			return 1;
+		}
+		batch->speculative |= range->start >= need_end;
+		other = batch->no_fault ? NULL :
+			odp_batch_overlap(mirror, range->start, range->end);
+		if (other && batch->speculative) {
+			odp_mirror_unlock(mirror, flags);
+			return 1;
+		}
+		if (other && other->speculative)
+			other->yield = true;
+		if (!other || other->speculative || other->no_fault ||
+		    (batch->write && !other->write)) {
+			batch->start = range->start;
+			batch->end = range->end;
+			batch->id = ++mirror->batch_seq;
+			list_add(&batch->node, &mirror->batches);
+			odp_mirror_unlock(mirror, flags);
+			return 0;
+		}
+		id = other->id;
+		odp_mirror_unlock(mirror, flags);
+		if (wait_event_killable(mirror->batch_wq,
+					odp_batch_done(mirror, id)))
+			return -EINTR;
+	}
+}
+
+/*
  * Fault one batch that lies inside one leaf and install it.
  *
  * A batch that an invalidation overlapped is faulted again, as any
@@ -589,11 +737,12 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
  */
 static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 				   struct hmm_range *range,
-				   unsigned long need_end)
+				   unsigned long need_end, bool speculative)
 {
 	struct odp_mirror_batch batch = {
-		.start = range->start,
-		.end = range->end,
+		.write = range->default_flags & HMM_PFN_REQ_WRITE,
+		.no_fault = !(range->default_flags & HMM_PFN_REQ_FAULT),
+		.speculative = speculative || range->start >= need_end,
 	};
 	unsigned long timeout =
 		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
@@ -601,17 +750,22 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 	unsigned long flags;
 	long ret;
 
-	/* on the list, the batch keeps its leaf from being freed */
-	flags = odp_mirror_lock(mirror);
-	list_add(&batch.node, &mirror->batches);
-	odp_mirror_unlock(mirror, flags);
+	ret = odp_batch_arm(mirror, range, need_end, &batch);
+	if (ret)
+		return ret > 0 ? 0 : ret;
 
+	/* on the list, the batch keeps its leaf from being freed */
 	ret = odp_leaf_get(mirror, range->start);
 	if (ret)
 		goto out;
 	for (;;) {
 		if (READ_ONCE(mirror->cancelled)) {
 			ret = -ECANCELED;
+			break;
+		}
+		/* a fault somebody waits for wants these pages */
+		if (READ_ONCE(batch.yield) && batch.speculative) {
+			ret = -EBUSY;
 			break;
 		}
 		if (time_after(jiffies, timeout)) {
@@ -654,6 +808,7 @@ out:
 	/* a fault that installed nothing leaves no empty leaf behind */
 	odp_leaf_release(mirror, odp_leaf_index(batch.start));
 	odp_mirror_unlock(mirror, flags);
+	wake_up_all(&mirror->batch_wq);
 	return ret;
 }
 
@@ -753,6 +908,7 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		.hmm_pfns = NULL,
 		.default_flags = HMM_PFN_REQ_FAULT,
 	};
+	bool speculative = access & ODP_MIRROR_SPECULATIVE;
 	struct mempolicy *policy;
 	long ret = 0, installed = 0;
 
@@ -793,8 +949,12 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		range.start = start;
 		planned = min3(end, ALIGN(start + 1, ODP_MIRROR_SPAN),
 			       start + batch_size);
+		/* speculative work gives way to demand at short intervals */
+		if (speculative || start >= need_end)
+			planned = min(planned, start + ODP_MIRROR_SPECULATIVE_BATCH);
 		range.end = planned;
-		ret = odp_mirror_fault_batch(mirror, &range, need_end);
+		ret = odp_mirror_fault_batch(mirror, &range, need_end,
+					     speculative);
 		if (ret < 0) {
 			/* what was only hoped for ends at the first trouble */
 			if (start >= need_end && ret != -ECANCELED)
@@ -803,7 +963,7 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		}
 		installed += ret;
 		if (range.end < planned)
-			batch_size = range.end - range.start;
+			batch_size = range.end - start;
 		else
 			batch_size = min(2 * batch_size, ODP_MIRROR_SPAN);
 		start = range.end;
@@ -818,30 +978,6 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 out_free:
 	free_page((unsigned long)pfns);
 	return ret < 0 ? ret : installed;
-}
-
-/* Entry for @addr, as page | access, if it grants @access; else 0. */
-static unsigned long odp_mirror_entry(struct odp_mirror *mirror,
-				      unsigned long addr, unsigned int access)
-{
-	struct odp_mirror_leaf *leaf;
-	unsigned long entry;
-
-	leaf = xa_load(&mirror->leaves, odp_leaf_index(addr));
-	if (!leaf)
-		return 0;
-
-	entry = READ_ONCE(leaf->entry[0]);
-	if (entry & ODP_MIRROR_HUGE) {
-		struct page *head =
-			(struct page *)(entry & ~ODP_MIRROR_FLAGS_MASK);
-
-		entry = (unsigned long)nth_page(head, odp_entry_index(addr)) |
-			(entry & ODP_MIRROR_ACCESS_MASK);
-	} else {
-		entry = READ_ONCE(leaf->entry[odp_entry_index(addr)]);
-	}
-	return (entry & access) == access ? entry : 0;
 }
 
 /**

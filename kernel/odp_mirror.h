@@ -45,6 +45,7 @@
 
 #include <linux/mmu_notifier.h>
 #include <linux/spinlock.h>
+#include <linux/wait.h>
 #include <linux/xarray.h>
 
 /* Access rights, as requested by a fault and as granted by an entry. */
@@ -52,6 +53,12 @@
 #define ODP_MIRROR_WRITE	BIT(1)
 /* odp_mirror_fault(): install only pages already present, fault nothing */
 #define ODP_MIRROR_NO_FAULT	BIT(2)
+/*
+ * odp_mirror_fault(): nobody waits for this fault (a prefetch): it skips
+ * pages that another fault is faulting, and yields them to a fault that
+ * somebody waits for.
+ */
+#define ODP_MIRROR_SPECULATIVE	BIT(3)
 
 struct odp_mirror_stats {
 	u64 faults;		/* hmm_range_fault() calls that installed pages */
@@ -94,6 +101,8 @@ struct odp_mirror {
 	struct xarray leaves;
 	/* batches of odp_mirror_fault() in flight, under @lock */
 	struct list_head batches;
+	u64 batch_seq;			/* ids of batches, under @lock */
+	wait_queue_head_t batch_wq;	/* woken when a batch ends */
 	bool cancelled;		/* odp_mirror_cancel() was called */
 	struct odp_mirror_stats stats;	/* under @lock */
 	const struct odp_mirror_ops *ops;
