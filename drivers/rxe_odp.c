@@ -779,7 +779,10 @@ int rxe_odp_advise_mr(struct ib_pd *ibpd,
 	return err;
 }
 
-/* Per-MR counters for "rdma statistic mr", named as mlx5 names them. */
+/*
+ * Per-MR counters for "rdma statistic mr", named as mlx5 names them, and
+ * how many translation tables (pages of entries, 2 MiB each) the MR holds.
+ */
 int rxe_odp_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr)
 {
 	struct rxe_mr *mr = to_rmr(ibmr);
@@ -801,7 +804,9 @@ int rxe_odp_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr)
 	    rdma_nl_stat_hwcounter_entry(msg, "page_invalidations",
 					 stats.invalidated_pages) ||
 	    rdma_nl_stat_hwcounter_entry(msg, "page_prefetch",
-					 atomic64_read(&odp_mr->page_prefetch))) {
+					 atomic64_read(&odp_mr->page_prefetch)) ||
+	    rdma_nl_stat_hwcounter_entry(msg, "translation_tables",
+					 stats.leaves)) {
 		nla_nest_cancel(msg, table);
 		return -EMSGSIZE;
 	}

@@ -292,6 +292,65 @@ static void test_implicit(void)
 	t_dereg_mr(imr);
 }
 
+/* Translation tables held by the device's ODP MRs ('rdma statistic mr'). */
+static long tables_held(void)
+{
+	char line[1024];
+	long n = 0;
+	FILE *f;
+
+	f = popen("rdma statistic mr 2>&1", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "translation_tables ");
+
+		if (strstr(line, dev.name) && p)
+			n += atol(p + strlen("translation_tables "));
+	}
+	if (f)
+		pclose(f);
+	return n;
+}
+
+/*
+ * An implicit MR over a process that maps 1 GiB, has the device fault all
+ * of it (a read prefetch: the zero page, no memory of the process's) and
+ * unmaps it, 16 times: the mirror's tables come and go with the mappings.
+ */
+static void test_implicit_shrink(void)
+{
+	struct ibv_mr *imr = ibv_reg_mr(dev.pd, NULL, SIZE_MAX, T_ACCESS_ALL |
+					IBV_ACCESS_ON_DEMAND);
+	long base, held, most = 0, left = 0, kmem0 = t_kmem_kb();
+	const size_t len = 1024 * T_MIB;
+	int turn, ret = 0;
+
+	base = tables_held();
+	for (turn = 0; imr && turn < 16 && !ret && !left; turn++) {
+		uint8_t *buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				    -1, 0);
+
+		if (buf == MAP_FAILED) {
+			ret = errno;
+			break;
+		}
+		ret = prefetch(imr, buf, len, IBV_ADVISE_MR_ADVICE_PREFETCH,
+			       IBV_ADVISE_MR_FLAG_FLUSH);
+		held = tables_held() - base;
+		if (held > most)
+			most = held;
+		munmap(buf, len);
+		left = tables_held() - base;
+	}
+	t_diag("implicit MR: %d turns, up to %ld tables held, %ld left; kernel memory %+ld KiB",
+	       turn, most, left, t_kmem_kb() - kmem0);
+	t_result(imr && !ret && turn == 16 && most >= 512 && !left,
+		 "implicit MR over 16 x 1 GiB faulted and unmapped in turns: its tables go with each unmap (%s)",
+		 imr ? strerror(ret) : "no MR");
+	if (imr)
+		t_dereg_mr(imr);
+}
+
 static void test_bad_input(void)
 {
 	uint8_t *buf = fresh(LEN);
@@ -477,7 +536,7 @@ int main(int argc, char **argv)
 		atexit(numa_bal_restore);
 	}
 
-	t_plan(45);
+	t_plan(46);
 	t_result(dev.attr.odp_caps.general_caps & IBV_ODP_SUPPORT_IMPLICIT,
 		 "IBV_ODP_SUPPORT_IMPLICIT advertised");
 	test_counters();
@@ -491,6 +550,7 @@ int main(int argc, char **argv)
 	test_no_fault(true);
 	test_no_fault(false);
 	test_implicit();
+	test_implicit_shrink();
 	test_bad_input();
 	test_flood();
 
