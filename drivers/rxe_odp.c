@@ -37,6 +37,9 @@ MODULE_PARM_DESC(odp, "Support On-Demand Paging memory regions (default: true)")
  */
 #define RXE_ODP_READAHEAD	SZ_4M
 
+/* A fault that kept its task waiting longer than this is logged. */
+#define RXE_ODP_SLOW_FAULT_MS	5000
+
 /*
  * How often a parked RC responder re-acknowledges while it waits: well
  * below the 67 ms of the usual transport timeout (14) of its peer.
@@ -257,6 +260,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	unsigned int access;
 	bool readahead;
 	ktime_t start;
+	s64 waited;
 	long ret;
 	int state;
 
@@ -290,10 +294,16 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 */
 	ret = rxe_odp_fault_range(odp_mr, addr, length, window - length,
 				  access);
+	waited = ktime_us_delta(ktime_get(), start);
 	rxe_odp_count_faulted(odp_mr, ret);
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAITS, 1);
-	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US,
-		      ktime_us_delta(ktime_get(), start));
+	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US, waited);
+	/* a fault this slow is worth a line: the peer may be retrying */
+	if (waited > RXE_ODP_SLOW_FAULT_MS * USEC_PER_MSEC)
+		pr_info_ratelimited("ODP %s fault of %llu bytes at %#llx (window %llu) took %lld ms: %ld\n",
+				    access & ODP_MIRROR_WRITE ? "write" : "read",
+				    length, addr, window, waited / USEC_PER_MSEC,
+				    ret);
 
 	if (ret >= 0 && readahead) {
 		ra_end = min_t(u64, odp_mr->mirror.end,
