@@ -949,8 +949,19 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		range.start = start;
 		planned = min3(end, ALIGN(start + 1, ODP_MIRROR_SPAN),
 			       start + batch_size);
-		/* speculative work gives way to demand at short intervals */
-		if (speculative || start >= need_end)
+		/*
+		 * What was asked for comes in batches of its own, and what is
+		 * only hoped for in short ones: hmm_range_fault() faults every
+		 * page of a batch before it looks for invalidations, and a
+		 * batch that reached far past what the device needs kept it
+		 * waiting for a page fault per page (tens of seconds for 2 MiB
+		 * on a loaded emulated CPU, with MADV_FREE and MADV_PAGEOUT
+		 * racing).  Short speculative batches also give way to demand
+		 * faults at short intervals.
+		 */
+		if (start < need_end && !speculative)
+			planned = min(planned, need_end);
+		else
 			planned = min(planned, start + ODP_MIRROR_SPECULATIVE_BATCH);
 		range.end = planned;
 		ret = odp_mirror_fault_batch(mirror, &range, need_end,
