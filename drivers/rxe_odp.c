@@ -259,7 +259,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	unsigned long flags;
 	unsigned int access;
 	bool readahead;
-	ktime_t start;
+	ktime_t start, begun;
 	s64 waited;
 	long ret;
 	int state;
@@ -292,6 +292,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 * changing it right now (odp_mirror_fault()'s @ahead): the task then
 	 * resumes without it and faults again when it gets there.
 	 */
+	begun = ktime_get();
 	ret = rxe_odp_fault_range(odp_mr, addr, length, window - length,
 				  access);
 	waited = ktime_us_delta(ktime_get(), start);
@@ -300,10 +301,10 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US, waited);
 	/* a fault this slow is worth a line: the peer may be retrying */
 	if (waited > RXE_ODP_SLOW_FAULT_MS * USEC_PER_MSEC)
-		pr_info_ratelimited("ODP %s fault of %llu bytes at %#llx (window %llu) took %lld ms: %ld\n",
+		pr_info_ratelimited("ODP %s fault of %llu bytes at %#llx (window %llu) took %lld ms, %lld ms of them queued: %ld\n",
 				    access & ODP_MIRROR_WRITE ? "write" : "read",
 				    length, addr, window, waited / USEC_PER_MSEC,
-				    ret);
+				    ktime_ms_delta(begun, start), ret);
 
 	if (ret >= 0 && readahead) {
 		ra_end = min_t(u64, odp_mr->mirror.end,
