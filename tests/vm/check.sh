@@ -29,8 +29,14 @@
 # rdma-core ODP tests:
 #   TESTS="module rdma-core" RDMA_CORE_TESTS=test_odp make check
 #
+# Then two stages on two guests joined by one Ethernet link
+# (tests/vm/run-pair.sh, tests/pair/perftest.py): perftest across it at
+# MTU 1500, pinned and ODP, with and without rdma_cm; and under 1 % loss.
+# RXE_PAIR=0 leaves them out; --stock and a --kernel of our own do too.
+#
 # Artifacts in DIR: tap.txt (this output), output.log (guest stream),
-# console.log, dmesg.log, setup.log, log-issues.txt, status.
+# console.log, dmesg.log, setup.log, log-issues.txt, status; pair-*/A and
+# pair-*/B for the two-host stages.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
@@ -137,6 +143,63 @@ if [ -n "$rc" ] && [ "$rc" != 0 ] && [ "$failed" = 0 ]; then
 	host_result notok "vm: run-all.sh exited with status $rc but reported no failure"
 fi
 
+# Two hosts: guests A and B joined by one Ethernet link (run-pair.sh),
+# rxe0 over each one's NIC; perftest from A to B, pinned and ODP, with
+# perftest's own connection and with rdma_cm.
+pair_stage() {	# pair_stage NAME [run-pair.sh options] -- [VAR=VALUE...]
+	local name=$1 pdir opts=() envs=() line st what before=$failed
+	shift
+	while [ "$1" != -- ]; do opts+=("$1"); shift; done
+	shift
+	envs=("$@")
+	pdir=$OUT/pair-$name
+	rm -rf "$pdir"
+	out "# ---- two hosts, $name: ${opts[*]} ${envs[*]}" always
+	while IFS= read -r line; do
+		case "$line" in
+		"TAP version"*|1..[0-9]*) ;;
+		ok*|"not ok"*)
+			n=$((n + 1))
+			line="${line%%two-host *}two-host $name:${line#*two-host}"
+			line=$(printf '%s' "$line" | sed "s/^\(\(not \)\{0,1\}ok\) [0-9]*/\1 $n/")
+			count "$line"
+			case "$line" in "not ok"*) out "$line" always ;; *) out "$line" ;; esac ;;
+		"") ;;
+		*) out "# $line" ;;
+		esac
+	done < <(env "${envs[@]+"${envs[@]}"}" "$TOP/tests/vm/run-pair.sh" --kver "$KVER" \
+		--module "$MODULE" --out "$pdir" --timeout 1200 "${opts[@]}" \
+		-- python3 tests/pair/perftest.py 2>&1 || true)
+	for g in A B; do
+		st() { sed -n "s/^$1=//p" "$pdir/$g/status" 2>/dev/null || true; }
+		what="two-host $name: guest $g set up rxe0 over its NIC and finished"
+		if [ "$(st setup_ok)" = 1 ] && [ "$(st timed_out)" = 0 ] && [ -n "$(st rc)" ]; then
+			host_result ok "$what"
+		else
+			host_result notok "$what"
+			{ tail -n 20 "$pdir/$g/setup.log" "$pdir/$g/console.log" 2>/dev/null || true; } | diag_lines "#   "
+		fi
+		if [ -f "$pdir/$g/status" ] && [ ! -s "$pdir/$g/log-issues.txt" ] && [ -s "$pdir/$g/dmesg.log" ]; then
+			host_result ok "two-host $name: guest $g kernel log clean"
+		else
+			host_result notok "two-host $name: guest $g kernel log clean"
+			{ head -n 40 "$pdir/$g/log-issues.txt" 2>/dev/null || true; } | diag_lines "#   "
+		fi
+	done
+	st=$(sed -n 's/^rc=//p' "$pdir/A/status" 2>/dev/null || true)
+	if [ -n "$st" ] && [ "$st" != 0 ] && [ "$failed" = "$before" ]; then
+		host_result notok "two-host $name: perftest.py exited with status $st but reported no failure"
+	fi
+}
+if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]; then
+	pair_stage mtu1500 --mtu 1500 -- \
+		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw ib_write_lat"
+	pair_stage loss1 --mtu 1500 --netem "loss 1%" -- \
+		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw" PAIR_PERFTEST_CM=oob \
+		PAIR_PERFTEST_ITERS=50
+fi
+
+secs=$(( $(date +%s) - t0 ))
 out "1..$n" always
 [ "$known" = 0 ] || out "# $known known failure(s) (not ok ... # TODO) are counted as skipped" always
 for f in tap.txt output.log console.log dmesg.log setup.log log-issues.txt; do

@@ -165,13 +165,44 @@ grep -q '^build_id_loaded=[0-9a-f]\{8,\}$' "$OUT/module-id" || { log "cannot rea
 [ "$(sed -n 's/^build_id_loaded=//p' "$OUT/module-id")" = "$(sed -n 's/^build_id_file=//p' "$OUT/module-id")" ] ||
 	{ log "loaded rdma_rxe is not $want"; exit 1; }
 
-rdma link add rxe0 type rxe netdev lo
-# The port turns ACTIVE once lo is up; give it a moment.
+# rxe over lo, or over the NIC of a link to the other guest of a pair
+# (run-vm.sh --link): an address on that link only, no default route.
+RXE_NETDEV=lo
+if [ -n "${RXE_LINK_ADDR:-}" ]; then
+	modprobe virtio_net
+	for _ in $(seq 1 50); do
+		RXE_NETDEV=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)
+		[ -n "$RXE_NETDEV" ] && break
+		sleep 0.1
+	done
+	[ -n "$RXE_NETDEV" ] || { log "no NIC for the link"; exit 1; }
+	ip link set dev "$RXE_NETDEV" mtu "$RXE_LINK_MTU" up
+	ip addr add "$RXE_LINK_ADDR" dev "$RXE_NETDEV"
+	if [ -n "${RXE_LINK_NETEM:-}" ]; then
+		modprobe sch_netem
+		# shellcheck disable=SC2086  # the netem words
+		tc qdisc add dev "$RXE_NETDEV" root netem $RXE_LINK_NETEM
+	fi
+	log "link: $RXE_NETDEV $(ip -br addr show dev "$RXE_NETDEV"), mtu $RXE_LINK_MTU, netem '${RXE_LINK_NETEM:-}'"
+fi
+rdma link add rxe0 type rxe netdev "$RXE_NETDEV"
+# The port turns ACTIVE once its netdev is up; give it a moment.
 for _ in 1 2 3 4 5 6 7 8 9 10; do
 	[ "$(cat /sys/class/infiniband/rxe0/ports/1/state 2>/dev/null)" = "4: ACTIVE" ] && break
 	sleep 0.5
 done
-log "rxe0: $(cat /sys/class/infiniband/rxe0/ports/1/state), gid1 $(cat /sys/class/infiniband/rxe0/ports/1/gids/1)"
+# RoCE v2 GID of the address: ::ffff:127.0.0.1 on lo, the link's on a NIC
+if [ -n "${RXE_LINK_ADDR:-}" ]; then
+	want=$(printf '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' $(echo "${RXE_LINK_ADDR%/*}" | tr . ' '))
+	for _ in $(seq 1 20); do
+		for g in /sys/class/infiniband/rxe0/ports/1/gids/*; do
+			[ "$(cat "$g" 2>/dev/null)" = "$want" ] && RXE_GID=${g##*/} && break 2
+		done
+		sleep 0.25
+	done
+	export RXE_GID RXE_NETDEV
+fi
+log "rxe0 over $RXE_NETDEV: $(cat /sys/class/infiniband/rxe0/ports/1/state), gid$RXE_GID $(cat /sys/class/infiniband/rxe0/ports/1/gids/"$RXE_GID")"
 chmod 666 /dev/infiniband/*
 echo "setup=ok" >"$OUT/guest-status"
 

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Boot a throw-away QEMU guest running the Debian packaged kernel, load
 # rdma_rxe (ours, or the stock one with --stock), create rxe0 over the
-# guest's loopback and run one command in it.  Nothing is ever loaded
-# into the host kernel; all RDMA traffic stays on the guest's `lo`.
+# guest's loopback (or its one NIC, see --link) and run one command in it.
+# Nothing is ever loaded into the host kernel; RDMA traffic stays on the
+# guest's `lo`, or on the link between the two guests of a pair.
 #
 # Usage:
 #   tests/vm/run-vm.sh --kver KVER --module PATH.ko --out DIR
@@ -20,7 +21,7 @@
 #   --stock          load the distribution's rdma_rxe instead (baselines)
 #   --env NAME=VAL   export NAME=VAL to CMD in the guest (repeatable);
 #                    TESTS, TEST_TIMEOUT, T_TIMEOUT_MS, RDMA_CORE_*, RXE_*,
-#                    ODP_TEST_* and PERFTEST_* host variables are
+#                    ODP_TEST_*, PERFTEST_* and PAIR_* host variables are
 #                    forwarded automatically
 #   --quiet          do not copy the guest's output to stdout
 #   --brief          on failure, do not print the console tail and the
@@ -34,6 +35,15 @@
 #                    there.  Modules of the initramfs list that such a
 #                    kernel has neither built in nor built are skipped.
 #   --append ARGS    more kernel command line arguments
+#   --link LPORT:RPORT:ADDR/LEN
+#                    give the guest one virtio-net NIC (eth0) instead of
+#                    running rxe over lo: a QEMU dgram netdev between
+#                    127.0.0.1:LPORT and 127.0.0.1:RPORT (the other guest
+#                    of tests/vm/run-pair.sh), address ADDR/LEN on it, no
+#                    route beyond that link; rxe0 is created over eth0
+#   --mac MAC        the NIC's MAC address (with --link)
+#   --link-mtu MTU   the NIC's MTU (with --link; default 1500)
+#   --netem SPEC     tc netem on the NIC, e.g. "loss 1%" (with --link)
 #
 # Host environment: RXE_VM_ACCEL=kvm|tcg|auto (default auto: KVM if a
 # probe guest really runs under it, else TCG; the probe result is cached
@@ -81,7 +91,7 @@ msg() { echo "run-vm: $*" >&2; }
 usage() { sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//' >&2; exit 64; }
 
 KVER="" MODULE="" OUT="" TIMEOUT=1800 MEM=2048 HUGEPAGES=64 STOCK=0 QUIET=0 BRIEF=0
-KERNEL="" MODROOT="" APPEND=""
+KERNEL="" MODROOT="" APPEND="" LINK="" MAC=52:54:00:00:00:01 LINK_MTU=1500 NETEM=""
 EXTRA_ENV=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -98,6 +108,10 @@ while [ $# -gt 0 ]; do
 	--kernel) KERNEL=${2:?}; shift 2 ;;
 	--modroot) MODROOT=${2:?}; shift 2 ;;
 	--append) APPEND=${2?}; shift 2 ;;
+	--link) LINK=${2:?}; shift 2 ;;
+	--mac) MAC=${2:?}; shift 2 ;;
+	--link-mtu) LINK_MTU=${2:?}; shift 2 ;;
+	--netem) NETEM=${2?}; shift 2 ;;
 	-h|--help) usage ;;
 	--) shift; break ;;
 	*) echo "run-vm: unknown argument: $1" >&2; usage ;;
@@ -108,6 +122,19 @@ done
 [ "$STOCK" = 1 ] || [ -n "$MODULE" ] || usage
 case "$TIMEOUT$MEM$HUGEPAGES" in *[!0-9]*) die "--timeout/--mem/--hugepages take numbers" ;; esac
 [ $((MEM % 4)) -eq 0 ] && [ "$MEM" -ge 512 ] || die "--mem must be >= 512 and a multiple of 4"
+
+# The only network device a guest may have: a datagram link whose two ends
+# are on the host's loopback, to the other guest of a pair.
+NET_OPTS=()
+LINK_ADDR=""
+if [ -n "$LINK" ]; then
+	IFS=: read -r lport rport LINK_ADDR <<<"$LINK"
+	case "$lport$rport" in ''|*[!0-9]*) die "--link LPORT:RPORT:ADDR/LEN: ports are numbers" ;; esac
+	case "$LINK_ADDR" in */[0-9]*) ;; *) die "--link: ADDR/LEN expected, not '$LINK_ADDR'" ;; esac
+	case "$LINK_MTU" in ''|*[!0-9]*) die "--link-mtu takes a number" ;; esac
+	NET_OPTS=(-netdev "dgram,id=link0,local.type=inet,local.host=127.0.0.1,local.port=$lport,remote.type=inet,remote.host=127.0.0.1,remote.port=$rport"
+		-device "virtio-net-pci,netdev=link0,mac=$MAC")
+fi
 
 if [ -n "$KERNEL" ]; then
 	[ -n "$MODROOT" ] || die "--kernel needs --modroot (where its modules are)"
@@ -313,10 +340,10 @@ rm -f "$OUT"/{rc,output.log,console.log,dmesg.log,setup.log,status,log-issues.tx
 	# ones below win.
 	while IFS='=' read -r name _; do
 		case "$name" in
-		TESTS|TEST_TIMEOUT|T_TIMEOUT_MS|RDMA_CORE_*|RXE_*|ODP_TEST_*|PERFTEST_*)
+		TESTS|TEST_TIMEOUT|T_TIMEOUT_MS|RDMA_CORE_*|RXE_*|ODP_TEST_*|PERFTEST_*|PAIR_*)
 			printf 'export %s=%q\n' "$name" "${!name}" ;;
 		esac
-	done < <(env | grep -E '^(TESTS|TEST_TIMEOUT|T_TIMEOUT_MS|(RDMA_CORE|RXE|ODP_TEST|PERFTEST)_[A-Za-z0-9_]*)=' || true)
+	done < <(env | grep -E '^(TESTS|TEST_TIMEOUT|T_TIMEOUT_MS|(RDMA_CORE|RXE|ODP_TEST|PERFTEST|PAIR)_[A-Za-z0-9_]*)=' || true)
 	for kv in "${EXTRA_ENV[@]+"${EXTRA_ENV[@]}"}"; do
 		case "$kv" in
 		[A-Za-z_]*=*) printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}" ;;
@@ -325,7 +352,9 @@ rm -f "$OUT"/{rc,output.log,console.log,dmesg.log,setup.log,status,log-issues.tx
 	done
 	printf 'export %s=%q\n' RXE_ODP_TOP "$TOP" RXE_ODP_BUILD "$RXE_ODP_BUILD" \
 		RXE_MODULE "$MODULE" RXE_STOCK "$STOCK" RXE_OUT "$OUT" \
-		RXE_DEV rxe0 RXE_GID 1 RXE_KVER "$KVER"
+		RXE_DEV rxe0 RXE_GID 1 RXE_KVER "$KVER" \
+		RXE_LINK_ADDR "$LINK_ADDR" RXE_LINK_MTU "$LINK_MTU" \
+		RXE_LINK_NETEM "$NETEM"
 	printf 'CMD=('; printf '%q ' "$@"; printf ')\n'
 } >"$OUT/job.sh"
 
@@ -347,6 +376,7 @@ QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
 	-serial "file:$OUT/console.log"
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
 	-virtfs "local,path=$OUT,mount_tag=out,security_model=none,multidevs=remap"
+	"${NET_OPTS[@]+"${NET_OPTS[@]}"}"
 )
 msg "booting $KVER ($ACCEL, ${MEM} MiB, timeout ${TIMEOUT}s, $( [ "$STOCK" = 1 ] && echo 'stock rdma_rxe' || echo "$MODULE"))"
 msg "command: $*"
