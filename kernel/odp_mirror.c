@@ -877,7 +877,9 @@ static inline void odp_mirror_policy_exit(struct mempolicy *old)
  *	fails or races with an invalidation ends the call, without an error
  * @access: ODP_MIRROR_READ, or ODP_MIRROR_READ | ODP_MIRROR_WRITE; or
  *	ODP_MIRROR_READ | ODP_MIRROR_NO_FAULT to only install pages that are
- *	present already (a prefetch that must not fault)
+ *	present already (a prefetch that must not fault); with
+ *	ODP_MIRROR_SPECULATIVE when nobody waits for the fault (it then skips
+ *	pages that other faults are working on, and gives way to them)
  *
  * Process context only; may sleep.  Faults the pages in the owner's address
  * space (holding a reference to it only while doing so) and installs them,
