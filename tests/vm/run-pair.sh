@@ -4,10 +4,11 @@
 # RDMA traffic crosses a real (emulated) wire, with real MTUs, and with
 # loss, duplication, reordering and delay when --netem asks for them.
 #
-# The link is a QEMU dgram netdev in each guest whose two ends are UDP
-# sockets on the host's 127.0.0.1: nothing else is reachable from either
-# guest (no other network device, no default route), and all the traffic
-# stays on that link.
+# The link is one TCP connection on the host's 127.0.0.1 between the two
+# guests' QEMU stream netdevs (A's listens, B's connects): nothing else is
+# reachable from either guest (no other network device, no default
+# route), and all the traffic stays on that link.  The link itself is
+# lossless; what is lost, duplicated or reordered is what --netem says.
 #
 # Usage:
 #   tests/vm/run-pair.sh --kver KVER --module PATH.ko --out DIR
@@ -51,36 +52,43 @@ done
 mkdir -p "$OUT/A" "$OUT/B"
 OUT=$(cd "$OUT" && pwd)
 
-# Two UDP ports on 127.0.0.1 that nothing listens on.
+# A TCP port on 127.0.0.1 that nothing uses.
 free_port() {
 	local p
 	for _ in $(seq 1 100); do
 		p=$((20000 + RANDOM % 40000))
-		ss -Hlun "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
+		ss -Htan "sport = :$p or dport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
 	done
-	die "no free UDP port on 127.0.0.1"
+	die "no free TCP port on 127.0.0.1"
 }
-PA=$(free_port)
-PB=$(free_port)
-[ "$PA" != "$PB" ] || PB=$((PA + 1))
+PORT=$(free_port)
 ADDR_A=169.254.77.1 ADDR_B=169.254.77.2
 
-guest() {	# guest ROLE LPORT RPORT SELF PEER MAC STOCK...
-	local role=$1 lport=$2 rport=$3 self=$4 peer=$5 mac=$6
-	shift 6
+guest() {	# guest ROLE server|client SELF PEER MAC STOCK...
+	local role=$1 side=$2 self=$3 peer=$4 mac=$5
+	shift 5
 	"$TOP/tests/vm/run-vm.sh" --kver "$KVER" --module "$MODULE" \
 		--out "$OUT/$role" --timeout "$TIMEOUT" --quiet --brief "$@" \
-		--link "$lport:$rport:$self/24" --mac "$mac" --link-mtu "$MTU" \
+		--link "$side:$PORT:$self/24" --mac "$mac" --link-mtu "$MTU" \
 		--netem "$NETEM" --env "RXE_ROLE=$role" --env "RXE_SELF=$self" \
 		--env "RXE_PEER=$peer" "${ENVS[@]+"${ENVS[@]}"}" -- "${CMD[@]}" \
 		>"$OUT/$role/run-vm.log" 2>&1
 }
 CMD=("$@")
-echo "run-pair: A $ADDR_A (127.0.0.1:$PA) <-> B $ADDR_B (127.0.0.1:$PB), mtu $MTU, netem '${NETEM}'" >&2
+echo "run-pair: A $ADDR_A <-> B $ADDR_B over 127.0.0.1:$PORT, mtu $MTU, netem '${NETEM}'" >&2
 rm -f "$OUT"/A/output.log "$OUT"/B/output.log
-guest A "$PA" "$PB" "$ADDR_A" "$ADDR_B" 52:54:00:77:00:01 "${STOCK_A[@]+"${STOCK_A[@]}"}" &
+guest A server "$ADDR_A" "$ADDR_B" 52:54:00:77:00:01 "${STOCK_A[@]+"${STOCK_A[@]}"}" &
 pa=$!
-guest B "$PB" "$PA" "$ADDR_B" "$ADDR_A" 52:54:00:77:00:02 "${STOCK_B[@]+"${STOCK_B[@]}"}" &
+# B's QEMU connects once, at its start: wait (bounded) for A's to listen.
+# A's build of the initramfs comes first, which can take a while.
+for _ in $(seq 1 600); do
+	ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q . && break
+	kill -0 "$pa" 2>/dev/null || break
+	sleep 0.5
+done
+ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q . ||
+	echo "run-pair: A's link does not listen on 127.0.0.1:$PORT; B starts anyway (and fails)" >&2
+guest B client "$ADDR_B" "$ADDR_A" 52:54:00:77:00:02 "${STOCK_B[@]+"${STOCK_B[@]}"}" &
 pb=$!
 touch "$OUT/A/output.log"
 tail -n +1 -s 0.5 -F --pid="$pa" "$OUT/A/output.log" 2>/dev/null || true

@@ -35,12 +35,13 @@
 #                    there.  Modules of the initramfs list that such a
 #                    kernel has neither built in nor built are skipped.
 #   --append ARGS    more kernel command line arguments
-#   --link LPORT:RPORT:ADDR/LEN
+#   --link server|client:PORT:ADDR/LEN
 #                    give the guest one virtio-net NIC (eth0) instead of
-#                    running rxe over lo: a QEMU dgram netdev between
-#                    127.0.0.1:LPORT and 127.0.0.1:RPORT (the other guest
-#                    of tests/vm/run-pair.sh), address ADDR/LEN on it, no
-#                    route beyond that link; rxe0 is created over eth0
+#                    running rxe over lo: a QEMU stream netdev, a TCP
+#                    connection on the host's 127.0.0.1:PORT to the other
+#                    guest of tests/vm/run-pair.sh (the server listens, the
+#                    client connects), address ADDR/LEN on it, no route
+#                    beyond that link; rxe0 is created over eth0
 #   --mac MAC        the NIC's MAC address (with --link)
 #   --link-mtu MTU   the NIC's MTU (with --link; default 1500)
 #   --netem SPEC     tc netem on the NIC, e.g. "loss 1%" (with --link)
@@ -123,16 +124,22 @@ done
 case "$TIMEOUT$MEM$HUGEPAGES" in *[!0-9]*) die "--timeout/--mem/--hugepages take numbers" ;; esac
 [ $((MEM % 4)) -eq 0 ] && [ "$MEM" -ge 512 ] || die "--mem must be >= 512 and a multiple of 4"
 
-# The only network device a guest may have: a datagram link whose two ends
-# are on the host's loopback, to the other guest of a pair.
+# The only network device a guest may have: a link to the other guest of a
+# pair over one TCP connection on the host's loopback.  A stream, not
+# datagrams: the link itself never drops a frame (a burst larger than a
+# UDP socket's buffer would be dropped on the host, which no test asked
+# for), and a receiver that falls behind holds the sender back, as a
+# lossless (PFC) Ethernet does; loss, duplication, reordering and delay
+# come only from --netem.
 NET_OPTS=()
 LINK_ADDR=""
 if [ -n "$LINK" ]; then
-	IFS=: read -r lport rport LINK_ADDR <<<"$LINK"
-	case "$lport$rport" in ''|*[!0-9]*) die "--link LPORT:RPORT:ADDR/LEN: ports are numbers" ;; esac
+	IFS=: read -r side lport LINK_ADDR <<<"$LINK"
+	case "$side" in server) srv=on ;; client) srv=off ;; *) die "--link server|client:PORT:ADDR/LEN, not '$LINK'" ;; esac
+	case "$lport" in ''|*[!0-9]*) die "--link server|client:PORT:ADDR/LEN: the port is a number" ;; esac
 	case "$LINK_ADDR" in */[0-9]*) ;; *) die "--link: ADDR/LEN expected, not '$LINK_ADDR'" ;; esac
 	case "$LINK_MTU" in ''|*[!0-9]*) die "--link-mtu takes a number" ;; esac
-	NET_OPTS=(-netdev "dgram,id=link0,local.type=inet,local.host=127.0.0.1,local.port=$lport,remote.type=inet,remote.host=127.0.0.1,remote.port=$rport"
+	NET_OPTS=(-netdev "stream,id=link0,server=$srv,addr.type=inet,addr.host=127.0.0.1,addr.port=$lport,addr.ipv4=on,addr.ipv6=off"
 		-device "virtio-net-pci,netdev=link0,mac=$MAC")
 fi
 
