@@ -11,7 +11,8 @@ numactl libnuma-dev iproute2
 build-essential bc flex bison libelf-dev libssl-dev xz-utils patch
 sparse gnuplot-nox python3
 dkms dh-dkms debhelper lintian pkgconf
-fuse3 libfuse3-dev"
+fuse3 libfuse3-dev
+ucx-utils libucx0"
 
 missing=""
 for p in $PKGS; do

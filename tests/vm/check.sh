@@ -29,9 +29,11 @@
 # rdma-core ODP tests:
 #   TESTS="module rdma-core" RDMA_CORE_TESTS=test_odp make check
 #
-# Then two stages on two guests joined by one Ethernet link
-# (tests/vm/run-pair.sh, tests/pair/perftest.py): perftest across it at
-# MTU 1500, pinned and ODP, with and without rdma_cm; and under 1 % loss.
+# Then three stages on two guests joined by one Ethernet link
+# (tests/vm/run-pair.sh, tests/pair/): perftest across it at MTU 1500,
+# pinned and ODP, with and without rdma_cm; perftest under 1 % loss; and
+# real engines (rdma-core's pingpong examples, UCX's ucx_perftest) on ODP
+# memory and pinned (tests/pair/engines.py).
 # RXE_PAIR=0 leaves them out; --stock and a --kernel of our own do too.
 #
 # Artifacts in DIR: tap.txt (this output), output.log (guest stream),
@@ -144,11 +146,11 @@ if [ -n "$rc" ] && [ "$rc" != 0 ] && [ "$failed" = 0 ]; then
 fi
 
 # Two hosts: guests A and B joined by one Ethernet link (run-pair.sh),
-# rxe0 over each one's NIC; perftest from A to B, pinned and ODP, with
-# perftest's own connection and with rdma_cm.
-pair_stage() {	# pair_stage NAME [run-pair.sh options] -- [VAR=VALUE...]
-	local name=$1 pdir opts=() envs=() line st what before=$failed
-	shift
+# rxe0 over each one's NIC; A runs the client side of every case, B the
+# server side (tests/pair/pairlib.py).
+pair_stage() {	# pair_stage NAME SCRIPT [run-pair.sh options] -- [VAR=VALUE...]
+	local name=$1 script=$2 pdir opts=() envs=() line st what before=$failed
+	shift 2
 	while [ "$1" != -- ]; do opts+=("$1"); shift; done
 	shift
 	envs=("$@")
@@ -169,7 +171,7 @@ pair_stage() {	# pair_stage NAME [run-pair.sh options] -- [VAR=VALUE...]
 		esac
 	done < <(env "${envs[@]+"${envs[@]}"}" "$TOP/tests/vm/run-pair.sh" --kver "$KVER" \
 		--module "$MODULE" --out "$pdir" --timeout 1200 "${opts[@]}" \
-		-- python3 tests/pair/perftest.py 2>&1 || true)
+		-- python3 "$script" 2>&1 || true)
 	for g in A B; do
 		st() { sed -n "s/^$1=//p" "$pdir/$g/status" 2>/dev/null || true; }
 		what="two-host $name: guest $g set up rxe0 over its NIC and finished"
@@ -188,15 +190,16 @@ pair_stage() {	# pair_stage NAME [run-pair.sh options] -- [VAR=VALUE...]
 	done
 	st=$(sed -n 's/^rc=//p' "$pdir/A/status" 2>/dev/null || true)
 	if [ -n "$st" ] && [ "$st" != 0 ] && [ "$failed" = "$before" ]; then
-		host_result notok "two-host $name: perftest.py exited with status $st but reported no failure"
+		host_result notok "two-host $name: ${script##*/} exited with status $st but reported no failure"
 	fi
 }
 if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]; then
-	pair_stage mtu1500 --mtu 1500 -- \
+	pair_stage mtu1500 tests/pair/perftest.py --mtu 1500 -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw ib_write_lat"
-	pair_stage loss1 --mtu 1500 --netem "loss 1%" -- \
+	pair_stage loss1 tests/pair/perftest.py --mtu 1500 --netem "loss 1%" -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw" PAIR_PERFTEST_CM=oob \
 		PAIR_PERFTEST_ITERS=50
+	pair_stage engines tests/pair/engines.py --mtu 1500 --
 fi
 
 secs=$(( $(date +%s) - t0 ))

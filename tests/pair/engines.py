@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0 OR Linux-OpenIB
+"""Real engines on ODP memory between the two guests of run-pair.sh, as TAP.
+
+Runs in both guests (RXE_ROLE=A or B, see pairlib): B runs the server
+side of every case, A the client side, and A judges each case from both.
+
+- rdma-core's examples: ibv_rc_pingpong and ibv_srq_pingpong with -c (the
+  receiver checks every byte), pinned, with ODP MRs (-o), with an implicit
+  ODP MR (-O), and with prefetch (-P, through librxeodp-preload.so since
+  rdma-core 44's rxe provider has no advise_mr).
+- UCX 1.13's ucx_perftest over rc_verbs: UCP tag_bw, ucp_put_bw, ucp_get
+  and tag_lat, and UCT put_bw and get (zcopy), with the registration cache
+  (pinned, the control), with UCX's implicit ODP MR
+  (UCX_IB_REG_METHODS=odp: UCX registers [0, 2^64) once and hands out its
+  keys for every region; it says "using odp global key").
+
+An ODP case must show ODP at work on both hosts: rxe0's odp_page_faults or
+odp_page_prefetch counters moved over the run (where the case's data
+lands in user memory: bandwidth cases; a small latency message goes
+through UCX's pinned bounce buffers).  A pinned case must not move them.
+
+PAIR_ENGINES_CASES selects cases by name prefix (default: all).
+"""
+import os
+import sys
+
+import pairlib
+from pairlib import DEV, GID, PEER, Peer, Tap, run_client
+
+TMO = int(os.environ.get("PAIR_ENGINES_TIMEOUT", "150"))
+PRELOAD = pairlib.BUILD + "/userspace/librxeodp-preload.so"
+GLOBAL_KEY = r"using odp global key"
+
+PP_MODES = {		# name: (options, ODP expected)
+    "pinned": ([], False),
+    "odp": (["-o"], True),
+    "implicit": (["-O"], True),
+    "odp-prefetch": (["-o", "-P"], True),
+    "implicit-prefetch": (["-O", "-P"], True),
+}
+
+UCX_ENV = {"UCX_TLS": "rc_v,self", "UCX_NET_DEVICES": DEV + ":1",
+           # rxe's UD packets over IPv4 do not carry the destination GID
+           # where UCX's UD transport (wireup) looks for it on Ethernet
+           "UCX_UD_VERBS_ETH_DGID_CHECK": "n", "UCX_LOG_LEVEL": "debug",
+           "UCX_IB_GID_INDEX": GID}
+UCX_MODES = {		# name: (environment, options, ODP expected)
+    "rcache": ({"UCX_IB_REG_METHODS": "rcache"}, [], False),
+    "odp-implicit": ({"UCX_IB_REG_METHODS": "odp"}, [], True),
+}
+UCX_TESTS = [		# (name, options, moves user data through an MR)
+    ("tag_bw", ["-t", "tag_bw", "-s", "1048576", "-n", "40"], True),
+    ("ucp_put_bw", ["-t", "ucp_put_bw", "-s", "1048576", "-n", "40"], True),
+    ("ucp_get", ["-t", "ucp_get", "-s", "1048576", "-n", "40"], True),
+    ("tag_lat", ["-t", "tag_lat", "-s", "8", "-n", "500"], False),
+    ("uct put_bw", ["-t", "put_bw", "-x", "rc_verbs", "-d", DEV + ":1",
+                    "-D", "zcopy", "-s", "65536", "-n", "200"], True),
+    ("uct get", ["-t", "get", "-x", "rc_verbs", "-d", DEV + ":1",
+                 "-D", "zcopy", "-s", "65536", "-n", "200"], True),
+]
+
+
+def odp_moved(d):
+    return d.get("odp_page_faults", 0) + d.get("odp_page_prefetch", 0) > 0
+
+
+def cases():
+    """(name, server argv, client argv, env, port, check) for each case."""
+    port = 18600
+    out = []
+    for prog in ("ibv_rc_pingpong", "ibv_srq_pingpong"):
+        for mode, (opts, odp) in PP_MODES.items():
+            if prog == "ibv_srq_pingpong" and mode not in ("pinned", "odp"):
+                continue
+            port += 1
+            argv = [prog, "-d", DEV, "-g", GID, "-p", str(port), "-c",
+                    "-s", "65536" if prog == "ibv_rc_pingpong" else "4096",
+                    "-n", "200" if prog == "ibv_rc_pingpong" else "50"] + opts
+            env = {"LD_PRELOAD": PRELOAD} if "-P" in opts else {}
+            out.append(("%s %s" % (prog, mode), argv, argv + [PEER], env,
+                        port, ("pingpong", odp, True, False)))
+    for test, topts, data in UCX_TESTS:
+        for mode, (menv, mopts, odp) in UCX_MODES.items():
+            port += 1
+            argv = ["ucx_perftest", "-p", str(port)] + topts + mopts
+            env = dict(UCX_ENV, **menv)
+            out.append(("ucx_perftest %s %s" % (test, mode), argv,
+                        argv + [PEER], env, port,
+                        ("ucx", odp, data, mode == "odp-implicit")))
+    sel = os.environ.get("PAIR_ENGINES_CASES", "").split(",")
+    return [c for c in out if any(c[0].startswith(s) for s in sel)]
+
+
+def value(kind, text):
+    """The figure a run reports: pingpong's rate, ucx_perftest's final."""
+    for l in reversed(text.splitlines()):
+        w = l.split()
+        if kind == "pingpong" and "Mbit/sec" in l:
+            return l.strip()
+        if kind == "ucx" and w[:1] == ["Final:"] and len(w) >= 9:
+            # iterations, latency 50%ile, average, overall (usec),
+            # bandwidth average, overall (MB/s), message rates
+            return "%s usec, %s MB/s overall" % (w[4], w[6])
+    return None
+
+
+def judge(name, kind, srv, mine):
+    """The case's verdict and what went wrong, from both sides."""
+    odp, data, implicit = kind[1], kind[2], kind[3]
+    why = []
+    if mine["rc"] or srv["rc"]:
+        why.append("client exit %d, server exit %s" % (mine["rc"], srv["rc"]))
+    fig = value(kind[0], mine["out"])
+    if not fig:
+        why.append("the client reported no result")
+    for side, r in (("A", mine), ("B", srv)):
+        moved = odp_moved(r["deltas"])
+        if odp and data and not moved:
+            why.append("%s: no ODP page fault or prefetch" % side)
+        if not odp and moved:
+            why.append("%s: ODP counters moved on a pinned run" % side)
+        if kind[0] == "ucx":
+            said = bool(r["found"][GLOBAL_KEY])
+            if said != implicit:
+                why.append("%s: UCX %s '%s'" % (side, "did not say" if implicit
+                                                else "said", GLOBAL_KEY))
+    return why, fig
+
+
+def drive():
+    todo = cases()
+    tap = Tap(len(todo))
+    tap.diag("engines between %s (A, client) and %s (B, server), %s gid %s"
+             % (pairlib.SELF, PEER, DEV, GID))
+    peer = Peer(TMO + 60)
+    for name, sargv, cargv, env, port, kind in todo:
+        find = [GLOBAL_KEY] if kind[0] == "ucx" else []
+        up = peer.start(name, sargv, env, {"tcp": port}, find, TMO, "engines")
+        mine = run_client(name, cargv, env, find, TMO, "engines")
+        srv = peer.result()
+        why, fig = judge(name, kind, srv, mine)
+        if not up:
+            why.append("the server did not listen")
+        diag = []
+        if why:
+            diag = ["A: " + l for l in mine["tail"]] + \
+                   ["B: " + l for l in srv["tail"]]
+        tap.result(not why, "two-host %s: %s" % (name, fig if not why
+                                                 else "; ".join(why)), diag)
+        tap.diag("%s counter deltas: A %s, B %s"
+                 % (name, mine["deltas"] or "none", srv["deltas"] or "none"))
+    peer.close()
+    return tap.finish()
+
+
+if __name__ == "__main__":
+    if pairlib.ROLE == "B":
+        sys.exit(pairlib.serve())
+    if pairlib.ROLE == "A" and PEER:
+        sys.exit(drive())
+    print("engines.py: run by tests/vm/run-pair.sh (RXE_ROLE, RXE_PEER)",
+          file=sys.stderr)
+    sys.exit(64)

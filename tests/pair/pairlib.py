@@ -1,0 +1,206 @@
+# SPDX-License-Identifier: GPL-2.0 OR Linux-OpenIB
+"""The two sides of a two-host test (tests/vm/run-pair.sh), as a library.
+
+B serves: it listens on a control TCP port of its link address; for each
+request from A it starts a program, says whether (and when) it listens for
+its client, and when it ends reports its exit status, the tail of its
+output, the lines of its output that match what A asked for, and the
+deltas of rxe0's port counters over its run.  A drives: it asks B to start
+the server side of a case, runs the client side itself, and judges the
+case from both.  The control connection and every program's own
+connection go over the guests' one link; nothing else is reachable.
+
+Environment (set by run-pair.sh): RXE_ROLE (A or B), RXE_SELF, RXE_PEER,
+RXE_DEV (default rxe0), RXE_GID, RXE_OUT (where whole outputs are kept).
+"""
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+
+DEV = os.environ.get("RXE_DEV", "rxe0")
+GID = os.environ.get("RXE_GID", "1")
+ROLE = os.environ.get("RXE_ROLE", "")
+PEER = os.environ.get("RXE_PEER", "")
+SELF = os.environ.get("RXE_SELF", "")
+TOP = os.environ.get("RXE_ODP_TOP",
+                     os.path.dirname(os.path.abspath(__file__)) + "/../..")
+BUILD = os.environ.get("RXE_ODP_BUILD", TOP + "/build")
+CTL_PORT = 18400
+
+# the port counters a case reports when they move
+COUNTERS = ["completer_retry_err", "retry_exceeded_err", "rcvd_seq_err",
+            "out_of_seq_request", "duplicate_request", "rcvd_rnr_err",
+            "send_rnr_err", "odp_page_faults", "odp_page_prefetch",
+            "odp_fault_waits"]
+
+
+def counters():
+    """rxe0's port counters, by name."""
+    out = subprocess.run(["rdma", "statistic", "show", "link", DEV + "/1"],
+                         capture_output=True, text=True).stdout.split()
+    return {name: int(val) for name, val in zip(out, out[1:])
+            if val.isdigit()}
+
+
+def deltas(before, after):
+    """The counters of COUNTERS that moved from @before to @after."""
+    return {c: after.get(c, 0) - before.get(c, 0) for c in COUNTERS
+            if after.get(c, 0) != before.get(c, 0)}
+
+
+def keep(subdir, name, text):
+    """Keep a run's whole output where it survives the guest."""
+    d = os.environ.get("RXE_OUT")
+    if d:
+        os.makedirs("%s/%s" % (d, subdir), exist_ok=True)
+        with open("%s/%s/%s" % (d, subdir, re.sub(r"[^\w.+-]", "-", name)),
+                  "w") as f:
+            f.write(text)
+
+
+def tail(text, n=12):
+    """The last @n lines of @text that say something."""
+    lines = [l for l in text.splitlines()
+             if l.strip() and not set(l.strip()) <= set("-*+|")]
+    return lines[-n:]
+
+
+def matches(text, patterns):
+    """For each regular expression of @patterns, its matching lines."""
+    return {p: [l for l in text.splitlines() if re.search(p, l)][:20]
+            for p in patterns}
+
+
+def listening(listen, t0, secs=30, proc=None):
+    """Wait until a server listens: {"tcp": port} or {"cm": port}."""
+    while time.time() - t0 < secs and (proc is None or proc.poll() is None):
+        if "cm" in listen:
+            res = subprocess.run(["rdma", "resource", "show", "cm_id"],
+                                 capture_output=True, text=True).stdout
+            if any("LISTEN" in l and (":%d " % listen["cm"]) in l + " "
+                   for l in res.splitlines()):
+                return True
+        else:
+            ss = subprocess.run(["ss", "-ltnH", "sport = :%d" % listen["tcp"]],
+                                capture_output=True, text=True).stdout
+            if ss.strip():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def serve():
+    """B: run server sides for A until A says it is done."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((SELF, CTL_PORT))
+    ls.listen(1)
+    ls.settimeout(600)
+    conn, _ = ls.accept()
+    f = conn.makefile("rw")
+    for line in f:
+        req = json.loads(line)
+        if req["op"] == "done":
+            break
+        env = dict(os.environ)
+        env.update(req.get("env", {}))
+        before = counters()
+        t0 = time.time()
+        p = subprocess.Popen(req["argv"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        up = listening(req["listen"], t0, proc=p) if req.get("listen") else True
+        f.write(json.dumps({"listening": up}) + "\n")
+        f.flush()
+        try:
+            out, _ = p.communicate(timeout=req.get("timeout", 120))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            out += "\n(killed after %d s)\n" % req.get("timeout", 120)
+        keep(req.get("subdir", "pair"), req["name"] + ".server", out)
+        f.write(json.dumps({"rc": p.returncode, "tail": tail(out),
+                            "found": matches(out, req.get("find", [])),
+                            "deltas": deltas(before, counters())}) + "\n")
+        f.flush()
+    conn.close()
+    return 0
+
+
+class Peer:
+    """A's end of the control connection to B."""
+
+    def __init__(self, timeout=600):
+        t0 = time.time()
+        while True:
+            try:
+                self.sock = socket.create_connection((PEER, CTL_PORT),
+                                                     timeout=timeout)
+                break
+            except OSError:
+                if time.time() - t0 > 300:
+                    raise
+                time.sleep(0.5)
+        self.f = self.sock.makefile("rw")
+
+    def start(self, name, argv, env=None, listen=None, find=(), timeout=120,
+              subdir="pair"):
+        """Start @argv on B; True once it listens (see listening())."""
+        self.f.write(json.dumps({"op": "run", "name": name, "argv": argv,
+                                 "env": env or {}, "listen": listen,
+                                 "find": list(find), "timeout": timeout,
+                                 "subdir": subdir}) + "\n")
+        self.f.flush()
+        return json.loads(self.f.readline())["listening"]
+
+    def result(self):
+        """B's report of the program start() began, once it ended."""
+        return json.loads(self.f.readline())
+
+    def close(self):
+        self.f.write(json.dumps({"op": "done"}) + "\n")
+        self.f.flush()
+        self.sock.close()
+
+
+def run_client(name, argv, env=None, find=(), timeout=120, subdir="pair"):
+    """A: run one client side; its report in the form of Peer.result()."""
+    e = dict(os.environ)
+    e.update(env or {})
+    before = counters()
+    try:
+        r = subprocess.run(argv, env=e, capture_output=True, text=True,
+                           timeout=timeout)
+        out, rc = r.stdout + r.stderr, r.returncode
+    except subprocess.TimeoutExpired as ex:
+        out = (ex.stdout or b"").decode() if isinstance(ex.stdout, bytes) \
+            else (ex.stdout or "")
+        out, rc = out + "\n(killed after %d s)\n" % timeout, 124
+    keep(subdir, name + ".client", out)
+    return {"rc": rc, "tail": tail(out), "out": out,
+            "found": matches(out, find), "deltas": deltas(before, counters())}
+
+
+class Tap:
+    """TAP output: one line per case, diagnostics under it."""
+
+    def __init__(self, n):
+        self.n, self.bad = 0, 0
+        print("TAP version 13")
+        print("1..%d" % n, flush=True)
+
+    def result(self, ok, what, diag=()):
+        self.n += 1
+        self.bad += not ok
+        print("%s %d %s" % ("ok" if ok else "not ok", self.n, what))
+        for l in diag:
+            print("#   " + l)
+        print(end="", flush=True)
+
+    def diag(self, text):
+        print("# " + text, flush=True)
+
+    def finish(self):
+        return 1 if self.bad else 0
