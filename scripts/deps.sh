@@ -12,7 +12,7 @@ build-essential bc flex bison libelf-dev libssl-dev xz-utils patch
 sparse gnuplot-nox python3
 dkms dh-dkms debhelper lintian pkgconf
 fuse3 libfuse3-dev
-ucx-utils libucx0"
+ucx-utils libucx0 openmpi-bin netpipe-openmpi"
 
 missing=""
 for p in $PKGS; do

@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 DEV = os.environ.get("RXE_DEV", "rxe0")
@@ -25,10 +26,12 @@ GID = os.environ.get("RXE_GID", "1")
 ROLE = os.environ.get("RXE_ROLE", "")
 PEER = os.environ.get("RXE_PEER", "")
 SELF = os.environ.get("RXE_SELF", "")
+NETDEV = os.environ.get("RXE_NETDEV", "eth0")
 TOP = os.environ.get("RXE_ODP_TOP",
                      os.path.dirname(os.path.abspath(__file__)) + "/../..")
 BUILD = os.environ.get("RXE_ODP_BUILD", TOP + "/build")
 CTL_PORT = 18400
+EXEC_PORT = 18401	# rsh-agent's: a remote shell for MPI launchers
 
 # the port counters a case reports when they move
 COUNTERS = ["completer_retry_err", "retry_exceeded_err", "rcvd_seq_err",
@@ -92,8 +95,34 @@ def listening(listen, t0, secs=30, proc=None):
     return False
 
 
+def exec_one(conn):
+    """Run the shell command a connection sends; its output goes back."""
+    with conn:
+        f = conn.makefile("rb")
+        cmd = f.readline().decode().rstrip("\n")
+        p = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.DEVNULL,
+                             stdout=conn.fileno(), stderr=conn.fileno())
+        rc = p.wait()
+        keep("exec", "%d-%s" % (p.pid, cmd.split()[0] if cmd else "none"),
+             "%s\nexit %d\n" % (cmd, rc))
+
+
+def exec_server():
+    """B: a remote shell on EXEC_PORT of the link address, for the MPI
+    launchers' rsh agent (tests/pair/rsh-agent): one command per
+    connection, output back over it, until the guest ends."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((SELF, EXEC_PORT))
+    ls.listen(8)
+    while True:
+        conn, _ = ls.accept()
+        threading.Thread(target=exec_one, args=(conn,), daemon=True).start()
+
+
 def serve():
     """B: run server sides for A until A says it is done."""
+    threading.Thread(target=exec_server, daemon=True).start()
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((SELF, CTL_PORT))
@@ -105,6 +134,10 @@ def serve():
         req = json.loads(line)
         if req["op"] == "done":
             break
+        if req["op"] == "counters":
+            f.write(json.dumps(counters()) + "\n")
+            f.flush()
+            continue
         env = dict(os.environ)
         env.update(req.get("env", {}))
         before = counters()
@@ -154,6 +187,12 @@ class Peer:
                                  "subdir": subdir}) + "\n")
         self.f.flush()
         return json.loads(self.f.readline())["listening"]
+
+    def counters(self):
+        """B's rxe0 counters now."""
+        self.f.write(json.dumps({"op": "counters"}) + "\n")
+        self.f.flush()
+        return json.loads(self.f.readline())
 
     def result(self):
         """B's report of the program start() began, once it ended."""
