@@ -27,9 +27,10 @@ through UCX's pinned bounce buffers).  A pinned case must not move them.
 
 UCX 1.13.1 has a known bug at exit with its implicit ODP MR
 (openucx/ucx#8735, #9392: uct_ib_md_release_reg_method() passes the
-memory handle where uct_ib_mem_dereg() takes its parameters, and reads a
-pointer at address 0x11): a process that used UCX_IB_REG_METHODS=odp may
-die of SIGSEGV in uct_ib_md_close() once its work is done.  That exit,
+memory handle where uct_ib_mem_dereg() takes its parameters, so an odd
+lkey makes it read a pointer at address 0x11): a process that used
+UCX_IB_REG_METHODS=odp dies of SIGSEGV in uct_ib_md_close() once its work
+is done, about every other run.  That exit,
 and only that one (the signal, and uct_ib_md_close in its backtrace), is
 reported as a diagnostic instead of a failure; every other check of the
 case still holds.
