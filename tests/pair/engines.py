@@ -64,9 +64,9 @@ UCX_ENV = {"UCX_TLS": "rc_v,self", "UCX_NET_DEVICES": DEV + ":1",
            # where UCX's UD transport (wireup) looks for it on Ethernet
            "UCX_UD_VERBS_ETH_DGID_CHECK": "n", "UCX_LOG_LEVEL": "debug",
            "UCX_IB_GID_INDEX": GID}
-UCX_MODES = {		# name: (environment, options, ODP expected)
-    "rcache": ({"UCX_IB_REG_METHODS": "rcache"}, [], False),
-    "odp-implicit": ({"UCX_IB_REG_METHODS": "odp"}, [], True),
+UCX_MODES = {		# name: (environment, ODP expected)
+    "rcache": ({"UCX_IB_REG_METHODS": "rcache"}, False),
+    "odp-implicit": ({"UCX_IB_REG_METHODS": "odp"}, True),
 }
 UCX_TESTS = [		# (name, options, moves user data through an MR)
     ("tag_bw", ["-t", "tag_bw", "-s", "1048576", "-n", "40"], True),
@@ -100,9 +100,9 @@ def cases():
             out.append(("%s %s" % (prog, mode), argv, argv + [PEER], env,
                         port, ("pingpong", odp, True, False)))
     for test, topts, data in UCX_TESTS:
-        for mode, (menv, mopts, odp) in UCX_MODES.items():
+        for mode, (menv, odp) in UCX_MODES.items():
             port += 1
-            argv = ["ucx_perftest", "-p", str(port)] + topts + mopts
+            argv = ["ucx_perftest", "-p", str(port)] + topts
             env = dict(UCX_ENV, **menv)
             out.append(("ucx_perftest %s %s" % (test, mode), argv,
                         argv + [PEER], env, port,
@@ -120,7 +120,7 @@ def cases():
         out.append(("openmpi NPopenmpi -i %s" % mode, None, argv,
                     {"OMPI_ALLOW_RUN_AS_ROOT": "1",
                      "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}, None,
-                    ("mpi", UCX_MODES[mode][2], True, mode == "odp-implicit")))
+                    ("mpi", UCX_MODES[mode][1], True, mode == "odp-implicit")))
     sel = os.environ.get("PAIR_ENGINES_CASES", "").split(",")
     return [c for c in out if any(c[0].startswith(s) for s in sel)]
 
