@@ -12,7 +12,8 @@ build-essential bc flex bison libelf-dev libssl-dev xz-utils patch
 sparse gnuplot-nox python3
 dkms dh-dkms debhelper lintian pkgconf
 fuse3 libfuse3-dev
-ucx-utils libucx0 openmpi-bin netpipe-openmpi"
+ucx-utils libucx0 libucx-dev openmpi-bin libopenmpi-dev netpipe-openmpi
+libfabric-bin"
 
 missing=""
 for p in $PKGS; do

@@ -24,6 +24,13 @@ through UCX's pinned bounce buffers).  A pinned case must not move them.
   tests/pair/rsh-agent, the bed's remote shell, in place of ssh):
   NetPIPE's integrity run (NPopenmpi -i, every message checked), with
   UCX's registration cache and with its implicit ODP MR.
+- Our data checkers on those engines (tests/engines/): ucp_check (UCP tag
+  send, put and get) and mpi_check (MPI_Send/Recv, MPI_Put/Get with osc
+  ucx) move fresh buffers to and from a long-lived buffer on B while B
+  migrates it between NUMA nodes, pages it out to zram or merges it with
+  KSM, and check every byte.  With ODP the stress must have moved B's
+  pages (--expect-moved); with the registration cache they are pinned and
+  none may move (--expect-pinned).
 
 UCX 1.13.1 has a known bug at exit with its implicit ODP MR
 (openucx/ucx#8735, #9392: uct_ib_md_release_reg_method() passes the
@@ -50,6 +57,8 @@ PRELOAD = pairlib.BUILD + "/userspace/librxeodp-preload.so"
 GLOBAL_KEY = r"using odp global key"
 UCX_EXIT_BUG = r"uct_ib_md_close"
 NP_LINE = r"^\s*\d+:\s+\d+ bytes\s+\d+ times -->"
+UCP_CHECK = pairlib.BUILD + "/tests/ucp_check"
+MPI_CHECK = pairlib.BUILD + "/tests/mpi_check"
 
 PP_MODES = {		# name: (options, ODP expected)
     "pinned": ([], False),
@@ -78,6 +87,38 @@ UCX_TESTS = [		# (name, options, moves user data through an MR)
     ("uct get", ["-t", "get", "-x", "rc_verbs", "-d", DEV + ":1",
                  "-D", "zcopy", "-s", "65536", "-n", "200"], True),
 ]
+
+
+CHECK_CASES = [		# (UCX mode, stress, client sizes)
+    ("rcache", "migrate", "64K,4M,32M"),
+    ("odp-implicit", "none", "64K,4M,32M,256M"),
+    ("odp-implicit", "migrate", "64K,4M,32M"),
+    ("odp-implicit", "pageout", "64K,4M,32M"),
+    ("odp-implicit", "ksm", "64K,4M"),
+]
+MPI_CHECK_CASES = [("rcache", "migrate", "64K,4M,32M"),
+                   ("odp-implicit", "migrate", "64K,4M,32M")]
+
+
+def max_size(sizes):
+    """The server buffer for @sizes: the largest, and the offsets' slack."""
+    n = [int(x[:-1]) << {"K": 10, "M": 20}[x[-1]] if x[-1] in "KM"
+         else int(x) for x in sizes.split(",")]
+    return str(max(n) + 8192)
+
+
+def mpirun(env, argv):
+    """mpirun of @argv on both guests, one rank each, pml ucx over rxe0."""
+    out = ["mpirun", "-np", "2", "-H", "%s,%s" % (pairlib.SELF, PEER),
+           "--mca", "plm_rsh_agent", pairlib.TOP + "/tests/pair/rsh-agent",
+           "--mca", "pml", "ucx", "--mca", "osc", "ucx", "--mca", "btl",
+           "self", "--mca", "oob_tcp_if_include", pairlib.NETDEV]
+    for k, v in sorted(env.items()):
+        out += ["-x", "%s=%s" % (k, v)]
+    return out + argv
+
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 def odp_moved(d):
@@ -110,17 +151,30 @@ def cases():
     for mode in ("rcache", "odp-implicit"):
         env = dict(UCX_ENV, **UCX_MODES[mode][0])
         env.pop("UCX_LOG_LEVEL")
-        argv = ["mpirun", "-np", "2", "-H", "%s,%s" % (pairlib.SELF, PEER),
-                "--mca", "plm_rsh_agent", pairlib.TOP + "/tests/pair/rsh-agent",
-                "--mca", "pml", "ucx", "--mca", "btl", "self",
-                "--mca", "oob_tcp_if_include", pairlib.NETDEV]
-        for k, v in sorted(env.items()):
-            argv += ["-x", "%s=%s" % (k, v)]
-        argv += ["NPopenmpi", "-i", "-u", "1048576", "-o", "/dev/null"]
-        out.append(("openmpi NPopenmpi -i %s" % mode, None, argv,
-                    {"OMPI_ALLOW_RUN_AS_ROOT": "1",
-                     "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}, None,
-                    ("mpi", UCX_MODES[mode][1], True, mode == "odp-implicit")))
+        argv = mpirun(env, ["NPopenmpi", "-i", "-u", "1048576", "-o",
+                            "/dev/null"])
+        out.append(("openmpi NPopenmpi -i %s" % mode, None, argv, MPI_ENV,
+                    None, ("mpi", UCX_MODES[mode][1], True,
+                           mode == "odp-implicit")))
+    for mode, stress, sizes in CHECK_CASES:
+        port += 1
+        odp = UCX_MODES[mode][1]
+        env = dict(UCX_ENV, **UCX_MODES[mode][0])
+        srv = [UCP_CHECK, "--server", "--port", str(port), "--size",
+               max_size(sizes), "--stress", stress]
+        cli = [UCP_CHECK, "--client", PEER, "--port", str(port), "--sizes",
+               sizes, "--expect-moved" if odp else "--expect-pinned"]
+        out.append(("ucp_check %s %s" % (mode, stress), srv, cli, env, port,
+                    ("check", odp, True, odp)))
+    for mode, stress, sizes in MPI_CHECK_CASES:
+        odp = UCX_MODES[mode][1]
+        env = dict(UCX_ENV, **UCX_MODES[mode][0])
+        env.pop("UCX_LOG_LEVEL")
+        argv = mpirun(env, [MPI_CHECK, "--size", max_size(sizes), "--stress",
+                            stress, "--sizes", sizes,
+                            "--expect-moved" if odp else "--expect-pinned"])
+        out.append(("mpi_check %s %s" % (mode, stress), None, argv, MPI_ENV,
+                    None, ("mpicheck", odp, True, odp)))
     sel = os.environ.get("PAIR_ENGINES_CASES", "").split(",")
     return [c for c in out if any(c[0].startswith(s) for s in sel)]
 
@@ -135,6 +189,13 @@ def value(kind, text):
             # iterations, latency 50%ile, average, overall (usec),
             # bandwidth average, overall (MB/s), message rates
             return "%s usec, %s MB/s overall" % (w[4], w[6])
+    if kind in ("check", "mpicheck"):
+        plan = re.search(r"^1\.\.(\d+)$", text, re.M)
+        oks = re.findall(r"^ok \d+ ", text, re.M)
+        bad = re.findall(r"^not ok \d+ ", text, re.M)
+        if plan and not bad and len(oks) == int(plan.group(1)):
+            return "%d of %d checks passed" % (len(oks), len(oks))
+        return None
     if kind == "mpi":
         sizes = [l for l in text.splitlines() if re.search(NP_LINE, l)]
         if len(sizes) >= 30 and all(l.rstrip().endswith("Integrity check passed")
@@ -168,7 +229,7 @@ def judge(name, kind, srv, mine):
             why.append("%s: no ODP page fault or prefetch" % side)
         if not odp and moved:
             why.append("%s: ODP counters moved on a pinned run" % side)
-        if kind[0] == "ucx":
+        if kind[0] in ("ucx", "check"):
             said = bool(r["found"][GLOBAL_KEY])
             if said != implicit:
                 why.append("%s: UCX %s '%s'" % (side, "did not say" if implicit
@@ -183,8 +244,8 @@ def drive():
              % (pairlib.SELF, PEER, DEV, GID))
     peer = Peer(TMO + 60)
     for name, sargv, cargv, env, port, kind in todo:
-        find = [GLOBAL_KEY, UCX_EXIT_BUG] if kind[0] == "ucx" else \
-            [UCX_EXIT_BUG]
+        find = [GLOBAL_KEY, UCX_EXIT_BUG] if kind[0] in ("ucx", "check") \
+            else [UCX_EXIT_BUG]
         if sargv:
             up = peer.start(name, sargv, env, {"tcp": port}, find, TMO,
                             "engines")
@@ -196,7 +257,7 @@ def drive():
         else:
             srv = {"rc": 0, "tail": [], "found": {}, "deltas":
                    pairlib.deltas(before, peer.counters())}
-        if kind[0] == "mpi":
+        if kind[0] in ("mpi", "mpicheck"):
             # both ranks' output (and exits) reach A through mpirun
             mine["found"][GLOBAL_KEY] = srv["found"][GLOBAL_KEY] = []
         why, notes, fig = judge(name, kind, srv, mine)
@@ -206,6 +267,9 @@ def drive():
         if why:
             diag = ["A: " + l for l in mine["tail"]] + \
                    ["B: " + l for l in srv["tail"]]
+        elif kind[0] in ("check", "mpicheck"):	# what was checked
+            diag = [l for l in mine["out"].splitlines()
+                    if re.match(r"(ok \d+ |# server stress)", l)]
         tap.result(not why, "two-host %s: %s" % (name, fig if not why
                                                  else "; ".join(why)),
                    notes + diag)
