@@ -13,17 +13,26 @@ side of every case, A the client side, and A judges each case from both.
   and tag_lat, and UCT put_bw and get (zcopy), with the registration cache
   (pinned, the control), with UCX's implicit ODP MR
   (UCX_IB_REG_METHODS=odp: UCX registers [0, 2^64) once and hands out its
-  keys for every region; it says "using odp global key").
+  keys for every region; it says "using odp global key"), and with
+  explicit ODP MRs of the test's buffers (ucx_perftest -B maps them
+  UCP_MEM_MAP_NONBLOCK; UCX_IB_ODP_MAX_SIZE=inf lets them be ODP).
 
 An ODP case must show ODP at work on both hosts: rxe0's odp_page_faults or
-odp_page_prefetch counters moved over the run (where the case's data
-lands in user memory: bandwidth cases; a small latency message goes
-through UCX's pinned bounce buffers).  A pinned case must not move them.
+odp_page_prefetch counters moved over the run, and the per-MR counters
+("rdma statistic mr", sampled while the case runs) show the faults on an
+ODP MR of the kind the case is about: the implicit MR ([0, 2^64)), or
+MRs of their buffers' own lengths and no implicit MR.  Faults are
+required where the case's data lands in user memory (bandwidth cases; a
+small latency message goes through UCX's pinned bounce buffers).  A
+pinned case must move neither and show no ODP MR.
 
 - Open MPI 4.1.4 with pml ucx, one rank per guest (launched through
   tests/pair/rsh-agent, the bed's remote shell, in place of ssh):
   NetPIPE's integrity run (NPopenmpi -i, every message checked), with
   UCX's registration cache and with its implicit ODP MR.
+- libfabric 1.17's verbs provider: fi_pingpong -c (the receiver checks
+  the data) over MSG endpoints (rdma_cm), pinned and with
+  FI_VERBS_USE_ODP=1, which registers every MR ON_DEMAND.
 - Our data checkers on those engines (tests/engines/): ucp_check (UCP tag
   send, put and get) and mpi_check (MPI_Send/Recv, MPI_Put/Get with osc
   ucx) move fresh buffers to and from a long-lived buffer on B while B
@@ -60,12 +69,12 @@ NP_LINE = r"^\s*\d+:\s+\d+ bytes\s+\d+ times -->"
 UCP_CHECK = pairlib.BUILD + "/tests/ucp_check"
 MPI_CHECK = pairlib.BUILD + "/tests/mpi_check"
 
-PP_MODES = {		# name: (options, ODP expected)
-    "pinned": ([], False),
-    "odp": (["-o"], True),
-    "implicit": (["-O"], True),
-    "odp-prefetch": (["-o", "-P"], True),
-    "implicit-prefetch": (["-O", "-P"], True),
+PP_MODES = {		# name: (options, the ODP MR kind that carries the data)
+    "pinned": ([], None),
+    "odp": (["-o"], "explicit"),
+    "implicit": (["-O"], "implicit"),
+    "odp-prefetch": (["-o", "-P"], "explicit"),
+    "implicit-prefetch": (["-O", "-P"], "implicit"),
 }
 
 UCX_ENV = {"UCX_TLS": "rc_v,self", "UCX_NET_DEVICES": DEV + ":1",
@@ -73,9 +82,13 @@ UCX_ENV = {"UCX_TLS": "rc_v,self", "UCX_NET_DEVICES": DEV + ":1",
            # where UCX's UD transport (wireup) looks for it on Ethernet
            "UCX_UD_VERBS_ETH_DGID_CHECK": "n", "UCX_LOG_LEVEL": "debug",
            "UCX_IB_GID_INDEX": GID}
-UCX_MODES = {		# name: (environment, ODP expected)
-    "rcache": ({"UCX_IB_REG_METHODS": "rcache"}, False),
-    "odp-implicit": ({"UCX_IB_REG_METHODS": "odp"}, True),
+UCX_MODES = {		# name: (environment, ucx_perftest options, ODP MR kind)
+    "rcache": ({"UCX_IB_REG_METHODS": "rcache"}, [], None),
+    "odp-implicit": ({"UCX_IB_REG_METHODS": "odp"}, [], "implicit"),
+    # UCX registers a region with ON_DEMAND when it is mapped with
+    # UCP_MEM_MAP_NONBLOCK (-B) and no larger than UCX_IB_ODP_MAX_SIZE,
+    # whose "auto" is 0 on any device but Mellanox's
+    "odp-explicit": ({"UCX_IB_ODP_MAX_SIZE": "inf"}, ["-B"], "explicit"),
 }
 UCX_TESTS = [		# (name, options, moves user data through an MR)
     ("tag_bw", ["-t", "tag_bw", "-s", "1048576", "-n", "40"], True),
@@ -87,8 +100,11 @@ UCX_TESTS = [		# (name, options, moves user data through an MR)
     ("uct get", ["-t", "get", "-x", "rc_verbs", "-d", DEV + ":1",
                  "-D", "zcopy", "-s", "65536", "-n", "200"], True),
 ]
-
-
+FI_MODES = {		# name: (environment, ODP MR kind)
+    "pinned": ({"FI_VERBS_USE_ODP": "0"}, None),
+    # the verbs provider registers every MR of system memory ON_DEMAND
+    "odp": ({"FI_VERBS_USE_ODP": "1"}, "explicit"),
+}
 CHECK_CASES = [		# (UCX mode, stress, client sizes)
     ("rcache", "migrate", "64K,4M,32M"),
     ("odp-implicit", "none", "64K,4M,32M,256M"),
@@ -98,6 +114,19 @@ CHECK_CASES = [		# (UCX mode, stress, client sizes)
 ]
 MPI_CHECK_CASES = [("rcache", "migrate", "64K,4M,32M"),
                    ("odp-implicit", "migrate", "64K,4M,32M")]
+
+
+class Case:
+    """One case: @kind is how its output reads (pingpong, ucx, mpi, check,
+    mpicheck); @mr the kind of ODP MR that must carry its data (implicit,
+    explicit, or None for pinned); @data whether user data goes through
+    an MR at all; @ucx_odp whether UCX runs with its implicit ODP MR."""
+
+    def __init__(self, name, sargv, cargv, env, port, kind, mr, data=True,
+                 ucx_odp=False):
+        self.name, self.sargv, self.cargv = name, sargv, cargv
+        self.env, self.port, self.kind = env, port, kind
+        self.mr, self.data, self.ucx_odp = mr, data, ucx_odp
 
 
 def max_size(sizes):
@@ -126,57 +155,68 @@ def odp_moved(d):
 
 
 def cases():
-    """(name, server argv, client argv, env, port, check) for each case."""
+    """Every case, in order; PAIR_ENGINES_CASES selects by name prefix."""
     port = 18600
     out = []
     for prog in ("ibv_rc_pingpong", "ibv_srq_pingpong"):
-        for mode, (opts, odp) in PP_MODES.items():
+        for mode, (opts, mr) in PP_MODES.items():
             if prog == "ibv_srq_pingpong" and mode not in ("pinned", "odp"):
                 continue
             port += 1
             argv = [prog, "-d", DEV, "-g", GID, "-p", str(port), "-c",
                     "-s", "65536" if prog == "ibv_rc_pingpong" else "4096",
-                    "-n", "200" if prog == "ibv_rc_pingpong" else "50"] + opts
+                    "-n", "200" if prog == "ibv_rc_pingpong" else "1000"] + opts
             env = {"LD_PRELOAD": PRELOAD} if "-P" in opts else {}
-            out.append(("%s %s" % (prog, mode), argv, argv + [PEER], env,
-                        port, ("pingpong", odp, True, False)))
+            out.append(Case("%s %s" % (prog, mode), argv, argv + [PEER], env,
+                            port, "pingpong", mr))
     for test, topts, data in UCX_TESTS:
-        for mode, (menv, odp) in UCX_MODES.items():
+        for mode, (menv, mopts, mr) in UCX_MODES.items():
+            if mode == "odp-explicit" and not data:
+                continue	# -B maps only the test's own buffers
             port += 1
-            argv = ["ucx_perftest", "-p", str(port)] + topts
-            env = dict(UCX_ENV, **menv)
-            out.append(("ucx_perftest %s %s" % (test, mode), argv,
-                        argv + [PEER], env, port,
-                        ("ucx", odp, data, mode == "odp-implicit")))
+            argv = ["ucx_perftest", "-p", str(port)] + topts + mopts
+            out.append(Case("ucx_perftest %s %s" % (test, mode), argv,
+                            argv + [PEER], dict(UCX_ENV, **menv), port,
+                            "ucx", mr, data, mode == "odp-implicit"))
     for mode in ("rcache", "odp-implicit"):
         env = dict(UCX_ENV, **UCX_MODES[mode][0])
         env.pop("UCX_LOG_LEVEL")
         argv = mpirun(env, ["NPopenmpi", "-i", "-u", "1048576", "-o",
                             "/dev/null"])
-        out.append(("openmpi NPopenmpi -i %s" % mode, None, argv, MPI_ENV,
-                    None, ("mpi", UCX_MODES[mode][1], True,
-                           mode == "odp-implicit")))
+        out.append(Case("openmpi NPopenmpi -i %s" % mode, None, argv,
+                        MPI_ENV, None, "mpi", UCX_MODES[mode][2], True,
+                        mode == "odp-implicit"))
+    for mode, (fenv, mr) in FI_MODES.items():
+        # MSG endpoints (rdma_cm); verbs;ofi_rxm RDM endpoints cannot open
+        # their CQ on rxe, with or without ODP
+        port += 1
+        argv = ["fi_pingpong", "-p", "verbs", "-e", "msg", "-c", "-S",
+                "65536", "-I", "100"]
+        out.append(Case("fi_pingpong msg %s" % mode, argv + ["-B", str(port)],
+                        argv + ["-P", str(port), PEER], fenv, port, "fabric",
+                        mr))
     for mode, stress, sizes in CHECK_CASES:
         port += 1
-        odp = UCX_MODES[mode][1]
-        env = dict(UCX_ENV, **UCX_MODES[mode][0])
+        mr = UCX_MODES[mode][2]
         srv = [UCP_CHECK, "--server", "--port", str(port), "--size",
                max_size(sizes), "--stress", stress]
         cli = [UCP_CHECK, "--client", PEER, "--port", str(port), "--sizes",
-               sizes, "--expect-moved" if odp else "--expect-pinned"]
-        out.append(("ucp_check %s %s" % (mode, stress), srv, cli, env, port,
-                    ("check", odp, True, odp)))
+               sizes, "--expect-moved" if mr else "--expect-pinned"]
+        out.append(Case("ucp_check %s %s" % (mode, stress), srv, cli,
+                        dict(UCX_ENV, **UCX_MODES[mode][0]), port, "check",
+                        mr, True, mode == "odp-implicit"))
     for mode, stress, sizes in MPI_CHECK_CASES:
-        odp = UCX_MODES[mode][1]
+        mr = UCX_MODES[mode][2]
         env = dict(UCX_ENV, **UCX_MODES[mode][0])
         env.pop("UCX_LOG_LEVEL")
         argv = mpirun(env, [MPI_CHECK, "--size", max_size(sizes), "--stress",
                             stress, "--sizes", sizes,
-                            "--expect-moved" if odp else "--expect-pinned"])
-        out.append(("mpi_check %s %s" % (mode, stress), None, argv, MPI_ENV,
-                    None, ("mpicheck", odp, True, odp)))
+                            "--expect-moved" if mr else "--expect-pinned"])
+        out.append(Case("mpi_check %s %s" % (mode, stress), None, argv,
+                        MPI_ENV, None, "mpicheck", mr, True,
+                        mode == "odp-implicit"))
     sel = os.environ.get("PAIR_ENGINES_CASES", "").split(",")
-    return [c for c in out if any(c[0].startswith(s) for s in sel)]
+    return [c for c in out if any(c.name.startswith(s) for s in sel)]
 
 
 def value(kind, text):
@@ -189,6 +229,13 @@ def value(kind, text):
             # iterations, latency 50%ile, average, overall (usec),
             # bandwidth average, overall (MB/s), message rates
             return "%s usec, %s MB/s overall" % (w[4], w[6])
+    if kind == "fabric":	# the line under fi_pingpong's header
+        m = re.search(r"^bytes\s+#sent.*\n(\S+)\s+(\d+)\s+=(\d+)\s+\S+\s+"
+                      r"(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+        if m and m.group(2) == m.group(3):
+            return "%s x %s checked, %s MB/s, %s usec/xfer" % m.group(
+                1, 2, 5, 6)
+        return None
     if kind in ("check", "mpicheck"):
         plan = re.search(r"^1\.\.(\d+)$", text, re.M)
         oks = re.findall(r"^ok \d+ ", text, re.M)
@@ -210,30 +257,50 @@ def ucx_exit_bug(r):
     return r["rc"] in (-11, 139) and bool(r["found"][UCX_EXIT_BUG])
 
 
-def judge(name, kind, srv, mine):
+def mr_check(c, mrs):
+    """What is wrong with the ODP MRs one side showed for case @c."""
+    implicit = [m for m in mrs if m["mrlen"] == pairlib.IMPLICIT_LEN]
+    explicit = [m for m in mrs if m["mrlen"] != pairlib.IMPLICIT_LEN]
+    used = [m for m in (implicit if c.mr == "implicit" else explicit)
+            if m["page_faults"] + m["page_prefetch"] > 0]
+    if not c.mr:
+        return "an ODP MR on a pinned run" if mrs else None
+    if c.mr == "explicit" and implicit:
+        return "an implicit ODP MR where UCX should register regions"
+    if c.mr == "implicit" and not implicit:
+        return "no implicit ODP MR"
+    if c.data and not used:
+        return "no fault or prefetch on its %s ODP MR" % c.mr
+    return None
+
+
+def judge(c, srv, mine):
     """The case's verdict and what went wrong, from both sides."""
-    odp, data, implicit = kind[1], kind[2], kind[3]
     why, notes = [], []
     for side, r in (("A", mine), ("B", srv)):
-        if r["rc"] and kind[3] and ucx_exit_bug(r):
+        if r["rc"] and c.ucx_odp and ucx_exit_bug(r):
             notes.append("%s: exit %d in uct_ib_md_close(), UCX 1.13.1's "
                          "known bug (openucx/ucx#8735)" % (side, r["rc"]))
         elif r["rc"]:
             why.append("%s: exit %s" % (side, r["rc"]))
-    fig = value(kind[0], mine["out"])
+    fig = value(c.kind, mine["out"])
     if not fig:
         why.append("the client reported no result")
     for side, r in (("A", mine), ("B", srv)):
         moved = odp_moved(r["deltas"])
-        if odp and data and not moved:
+        if c.mr and c.data and not moved:
             why.append("%s: no ODP page fault or prefetch" % side)
-        if not odp and moved:
+        if not c.mr and moved:
             why.append("%s: ODP counters moved on a pinned run" % side)
-        if kind[0] in ("ucx", "check"):
+        bad = mr_check(c, r["odp_mrs"])
+        if bad:
+            why.append("%s: %s" % (side, bad))
+        if c.kind in ("ucx", "check"):
             said = bool(r["found"][GLOBAL_KEY])
-            if said != implicit:
-                why.append("%s: UCX %s '%s'" % (side, "did not say" if implicit
-                                                else "said", GLOBAL_KEY))
+            if said != c.ucx_odp:
+                why.append("%s: UCX %s '%s'" % (side, "did not say"
+                                                if c.ucx_odp else "said",
+                                                GLOBAL_KEY))
     return why, notes, fig
 
 
@@ -243,38 +310,41 @@ def drive():
     tap.diag("engines between %s (A, client) and %s (B, server), %s gid %s"
              % (pairlib.SELF, PEER, DEV, GID))
     peer = Peer(TMO + 60)
-    for name, sargv, cargv, env, port, kind in todo:
-        find = [GLOBAL_KEY, UCX_EXIT_BUG] if kind[0] in ("ucx", "check") \
+    for c in todo:
+        find = [GLOBAL_KEY, UCX_EXIT_BUG] if c.kind in ("ucx", "check") \
             else [UCX_EXIT_BUG]
-        if sargv:
-            up = peer.start(name, sargv, env, {"tcp": port}, find, TMO,
-                            "engines")
+        if c.sargv:
+            up = peer.start(c.name, c.sargv, c.env, {"tcp": c.port}, find,
+                            TMO, "engines")
         else:	# mpirun starts B's side itself (tests/pair/rsh-agent)
             up, before = True, peer.counters()
-        mine = run_client(name, cargv, env, find, 2 * TMO, "engines")
-        if sargv:
+            peer.watch()
+        mine = run_client(c.name, c.cargv, c.env, find, 2 * TMO, "engines")
+        if c.sargv:
             srv = peer.result()
         else:
-            srv = {"rc": 0, "tail": [], "found": {}, "deltas":
-                   pairlib.deltas(before, peer.counters())}
-        if kind[0] in ("mpi", "mpicheck"):
+            srv = {"rc": 0, "tail": [], "found": {}, "odp_mrs": peer.watched(),
+                   "deltas": pairlib.deltas(before, peer.counters())}
             # both ranks' output (and exits) reach A through mpirun
             mine["found"][GLOBAL_KEY] = srv["found"][GLOBAL_KEY] = []
-        why, notes, fig = judge(name, kind, srv, mine)
+        why, notes, fig = judge(c, srv, mine)
         if not up:
             why.append("the server did not listen")
         diag = []
         if why:
             diag = ["A: " + l for l in mine["tail"]] + \
                    ["B: " + l for l in srv["tail"]]
-        elif kind[0] in ("check", "mpicheck"):	# what was checked
+        elif c.kind in ("check", "mpicheck"):	# what was checked
             diag = [l for l in mine["out"].splitlines()
                     if re.match(r"(ok \d+ |# server stress)", l)]
-        tap.result(not why, "two-host %s: %s" % (name, fig if not why
+        tap.result(not why, "two-host %s: %s" % (c.name, fig if not why
                                                  else "; ".join(why)),
                    notes + diag)
         tap.diag("%s counter deltas: A %s, B %s"
-                 % (name, mine["deltas"] or "none", srv["deltas"] or "none"))
+                 % (c.name, mine["deltas"] or "none", srv["deltas"] or "none"))
+        tap.diag("%s ODP MRs: A %s; B %s"
+                 % (c.name, pairlib.mr_summary(mine["odp_mrs"]),
+                    pairlib.mr_summary(srv["odp_mrs"])))
     peer.close()
     return tap.finish()
 

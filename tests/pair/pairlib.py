@@ -48,6 +48,66 @@ def counters():
             if val.isdigit()}
 
 
+IMPLICIT_LEN = 2 ** 64 - 1	# the length "rdma res" shows for an implicit MR
+
+
+def rdma_json(*args):
+    """The parsed output of "rdma -j @args", or [] if it fails."""
+    try:
+        out = subprocess.run(["rdma", "-j"] + list(args), capture_output=True,
+                             text=True, timeout=20).stdout
+        return json.loads(out or "[]")
+    except (subprocess.TimeoutExpired, ValueError):
+        return []
+
+
+class MrWatch:
+    """The ODP MRs of rxe0 seen while a case runs, with their per-MR
+    counters ("rdma statistic mr": only ODP MRs have them), sampled four
+    times a second: short-lived MRs may be missed, the long-lived MRs that
+    engines keep are not."""
+
+    def __init__(self):
+        self.seen, self.stop = {}, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        res = {m["mrn"]: m for m in rdma_json("res", "show", "mr")
+               if m.get("ifname") == DEV}
+        for st in rdma_json("statistic", "show", "mr"):
+            m = res.get(st.get("mrn"))
+            if st.get("ifname") != DEV or "page_faults" not in st or not m:
+                continue
+            key = (m["mrn"], m.get("rkey"), m.get("pid"))
+            old = self.seen.get(key, {})
+            self.seen[key] = {
+                "mrlen": m.get("mrlen"), "comm": m.get("comm", "?"),
+                "page_faults": max(st["page_faults"],
+                                   old.get("page_faults", 0)),
+                "page_prefetch": max(st.get("page_prefetch", 0),
+                                     old.get("page_prefetch", 0))}
+
+    def run(self):
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(0.25)
+
+    def result(self):
+        """The ODP MRs seen: mrlen, comm, page_faults, page_prefetch."""
+        self.stop.set()
+        self.thread.join()
+        return list(self.seen.values())
+
+
+def mr_summary(mrs):
+    """@mrs (MrWatch.result()) in a few words."""
+    return ", ".join("%s %s MR: %d faults, %d prefetched" % (
+        m["comm"], "implicit" if m["mrlen"] == IMPLICIT_LEN else
+        "%d-byte" % m["mrlen"], m["page_faults"], m["page_prefetch"])
+        for m in mrs) or "no ODP MR"
+
+
 def deltas(before, after):
     """The counters of COUNTERS that moved from @before to @after."""
     return {c: after.get(c, 0) - before.get(c, 0) for c in COUNTERS
@@ -138,9 +198,17 @@ def serve():
             f.write(json.dumps(counters()) + "\n")
             f.flush()
             continue
+        if req["op"] == "watch":	# ODP MRs of programs started elsewhere
+            watch = MrWatch()
+            continue
+        if req["op"] == "watched":
+            f.write(json.dumps(watch.result()) + "\n")
+            f.flush()
+            continue
         env = dict(os.environ)
         env.update(req.get("env", {}))
         before = counters()
+        mrs = MrWatch()
         t0 = time.time()
         p = subprocess.Popen(req["argv"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -156,7 +224,8 @@ def serve():
         keep(req.get("subdir", "pair"), req["name"] + ".server", out)
         f.write(json.dumps({"rc": p.returncode, "tail": tail(out),
                             "found": matches(out, req.get("find", [])),
-                            "deltas": deltas(before, counters())}) + "\n")
+                            "deltas": deltas(before, counters()),
+                            "odp_mrs": mrs.result()}) + "\n")
         f.flush()
     conn.close()
     return 0
@@ -198,6 +267,17 @@ class Peer:
         """B's report of the program start() began, once it ended."""
         return json.loads(self.f.readline())
 
+    def watch(self):
+        """Start watching B's ODP MRs (see MrWatch)."""
+        self.f.write(json.dumps({"op": "watch"}) + "\n")
+        self.f.flush()
+
+    def watched(self):
+        """B's ODP MRs seen since watch()."""
+        self.f.write(json.dumps({"op": "watched"}) + "\n")
+        self.f.flush()
+        return json.loads(self.f.readline())
+
     def close(self):
         self.f.write(json.dumps({"op": "done"}) + "\n")
         self.f.flush()
@@ -209,6 +289,7 @@ def run_client(name, argv, env=None, find=(), timeout=120, subdir="pair"):
     e = dict(os.environ)
     e.update(env or {})
     before = counters()
+    mrs = MrWatch()
     try:
         r = subprocess.run(argv, env=e, capture_output=True, text=True,
                            timeout=timeout)
@@ -219,7 +300,8 @@ def run_client(name, argv, env=None, find=(), timeout=120, subdir="pair"):
         out, rc = out + "\n(killed after %d s)\n" % timeout, 124
     keep(subdir, name + ".client", out)
     return {"rc": rc, "tail": tail(out), "out": out,
-            "found": matches(out, find), "deltas": deltas(before, counters())}
+            "found": matches(out, find), "deltas": deltas(before, counters()),
+            "odp_mrs": mrs.result()}
 
 
 class Tap:
