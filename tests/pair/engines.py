@@ -116,6 +116,28 @@ MPI_CHECK_CASES = [("rcache", "migrate", "64K,4M,32M"),
                    ("odp-implicit", "migrate", "64K,4M,32M")]
 
 
+# On Debian's stock rdma_rxe (PAIR_ENGINES_STOCK=1, both guests): what a
+# user of each engine sees when asking for ODP.  "refused": both sides fail
+# and say so (the regular expression); "pinned": the engine quietly runs
+# pinned, which is judged as a pinned case.
+STOCK_OUTCOMES = {
+    "ibv_rc_pingpong pinned": None,
+    "ibv_rc_pingpong odp": ("refused", r"The device isn't ODP capable"),
+    "ibv_rc_pingpong implicit": ("refused", r"The device isn't ODP capable"),
+    "ucx_perftest tag_bw rcache": None,
+    # no implicit ODP: no registration method, so no transport
+    "ucx_perftest tag_bw odp-implicit":
+        ("refused", r"Failed to run test: Destination is unreachable"),
+    # ibv_reg_mr(ON_DEMAND) fails, and UCX reports that as ENOMEM
+    "ucx_perftest tag_bw odp-explicit":
+        ("refused", r"Failed to run test: Out of memory"),
+    "fi_pingpong msg pinned": None,
+    # the verbs provider asks for ON_DEMAND only where the device has it
+    "fi_pingpong msg odp": ("pinned", None),
+}
+STOCK = os.environ.get("PAIR_ENGINES_STOCK") == "1"
+
+
 class Case:
     """One case: @kind is how its output reads (pingpong, ucx, mpi, check,
     mpicheck); @mr the kind of ODP MR that must carry its data (implicit,
@@ -127,6 +149,7 @@ class Case:
         self.name, self.sargv, self.cargv = name, sargv, cargv
         self.env, self.port, self.kind = env, port, kind
         self.mr, self.data, self.ucx_odp = mr, data, ucx_odp
+        self.stock = None	# STOCK_OUTCOMES[name] on the stock driver
 
 
 def max_size(sizes):
@@ -215,6 +238,12 @@ def cases():
         out.append(Case("mpi_check %s %s" % (mode, stress), None, argv,
                         MPI_ENV, None, "mpicheck", mr, True,
                         mode == "odp-implicit"))
+    if STOCK:
+        out = [c for c in out if c.name in STOCK_OUTCOMES]
+        for c in out:
+            c.stock = STOCK_OUTCOMES[c.name]
+            if c.stock and c.stock[0] == "pinned":
+                c.mr, c.ucx_odp = None, False
     sel = os.environ.get("PAIR_ENGINES_CASES", "").split(",")
     return [c for c in out if any(c.name.startswith(s) for s in sel)]
 
@@ -274,8 +303,24 @@ def mr_check(c, mrs):
     return None
 
 
+def judge_refused(c, srv, mine):
+    """Stock rdma_rxe: both sides must fail, saying why (STOCK_OUTCOMES)."""
+    why, said = [], []
+    for side, r in (("A", mine), ("B", srv)):
+        if not r["rc"]:
+            why.append("%s: ODP was not refused (exit 0)" % side)
+        found = r["found"].get(c.stock[1], [])
+        if r is mine or c.sargv:
+            if not found:
+                why.append("%s: did not say '%s'" % (side, c.stock[1]))
+            said += ["%s: %s" % (side, l.strip()) for l in found[:1]]
+    return why, said, "ODP refused, as stock rdma_rxe refuses it"
+
+
 def judge(c, srv, mine):
     """The case's verdict and what went wrong, from both sides."""
+    if c.stock and c.stock[0] == "refused":
+        return judge_refused(c, srv, mine)
     why, notes = [], []
     for side, r in (("A", mine), ("B", srv)):
         if r["rc"] and c.ucx_odp and ucx_exit_bug(r):
@@ -307,12 +352,15 @@ def judge(c, srv, mine):
 def drive():
     todo = cases()
     tap = Tap(len(todo))
-    tap.diag("engines between %s (A, client) and %s (B, server), %s gid %s"
-             % (pairlib.SELF, PEER, DEV, GID))
+    tap.diag("engines between %s (A, client) and %s (B, server), %s gid %s%s"
+             % (pairlib.SELF, PEER, DEV, GID,
+                ", Debian's stock rdma_rxe" if STOCK else ""))
     peer = Peer(TMO + 60)
     for c in todo:
         find = [GLOBAL_KEY, UCX_EXIT_BUG] if c.kind in ("ucx", "check") \
             else [UCX_EXIT_BUG]
+        if c.stock and c.stock[1]:
+            find.append(c.stock[1])
         if c.sargv:
             up = peer.start(c.name, c.sargv, c.env, {"tcp": c.port}, find,
                             TMO, "engines")
@@ -328,7 +376,7 @@ def drive():
             # both ranks' output (and exits) reach A through mpirun
             mine["found"][GLOBAL_KEY] = srv["found"][GLOBAL_KEY] = []
         why, notes, fig = judge(c, srv, mine)
-        if not up:
+        if not up and not (c.stock and c.stock[0] == "refused"):
             why.append("the server did not listen")
         diag = []
         if why:

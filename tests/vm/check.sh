@@ -200,6 +200,9 @@ if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw" PAIR_PERFTEST_CM=oob \
 		PAIR_PERFTEST_ITERS=50
 	pair_stage engines tests/pair/engines.py --mtu 1500 --
+	# the control: what ODP users of each engine see on Debian's rdma_rxe
+	pair_stage engines-stock tests/pair/engines.py --mtu 1500 --stock-a \
+		--stock-b -- PAIR_ENGINES_STOCK=1
 fi
 
 secs=$(( $(date +%s) - t0 ))
