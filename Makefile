@@ -3,7 +3,7 @@
 #   make check   install deps, build rdma_rxe.ko, boot the test VM, run all tests
 #   make check-debug  the same on a KASAN/lockdep/kmemleak kernel (slow)
 #   make demo    boot the VM and compare ib_write_bw with pinned and ODP MRs
-#   make bench   benchmarks, pinned against ODP (~20-25 min under TCG; not
+#   make bench   benchmarks, pinned against ODP (~35-40 min under TCG; not
 #                part of check): bench/results/
 #
 # KVER selects the Debian 6.1 kernel to build for and boot (default: the
@@ -80,9 +80,15 @@ deb-test-source: deps
 
 # Benchmarks: perftest and micro-benchmarks, pinned against ODP, in one VM
 # boot; writes bench/results/ (results.md, bench.csv, raw.csv, *.png).
-.PHONY: bench bench-build
+# Then UCX and Open MPI between two guests, rcache against ODP
+# (bench/results/ucx-mpi.md, ucx-mpi.csv).
+.PHONY: bench bench-build bench-ucx-mpi
 bench-build: userspace
 	@$(MAKE) -s -C bench BUILD=$(BUILD)
 
-bench: module bench-build
+bench: module bench-build tests
 	@bench/run.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/bench-run
+	@bench/ucx-mpi.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/bench-ucx-mpi
+
+bench-ucx-mpi: module tests
+	@bench/ucx-mpi.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/bench-ucx-mpi

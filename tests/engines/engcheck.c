@@ -75,6 +75,25 @@ int eng_serve(struct memstress *ms, char *buf, size_t size,
 	}
 }
 
+long eng_status_kb(const char *name)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	size_t n = strlen(name);
+	char line[256];
+	long kb = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, name, n)) {
+			kb = atol(line + n);
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
 const char *eng_op_name(int op)
 {
 	return op == ENG_OP_SEND ? "send" : op == ENG_OP_PUT ? "put" : "get";

@@ -79,6 +79,9 @@ int eng_serve(struct memstress *ms, char *buf, size_t size,
 /* The range of @c inside [@buf, @buf + @size), or NULL (diagnosed). */
 char *eng_range(char *buf, size_t size, const struct eng_cmd *c);
 
+/* A "Name:" line of /proc/self/status in kB (VmPin:, VmLck:), or -1. */
+long eng_status_kb(const char *name);
+
 const char *eng_op_name(int op);
 const char *eng_size_name(size_t len);
 /* "N[K|M],..." into @sizes (at most @max); the count, or -1. */

@@ -301,20 +301,30 @@ static int command(uint32_t op, uint32_t gen, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* A stream of operations from fresh buffers, summed up in one result. */
+struct stream {
+	int n, failed;
+	double secs;
+	long pin_kb, lck_kb;	/* the largest VmPin, VmLck seen on A */
+	bool keep;		/* unmap the buffers only at the end */
+	char **kept;		/* [n] */
+};
+
 /*
  * One operation of @len bytes at offset @off of the server's buffer, from or
- * into a buffer mapped for it alone.  *fatal is set when the state of the
- * connection is unknown afterwards.
+ * into a buffer mapped for it alone.  Prints its result, or with @stream
+ * only a failure and adds the rest to @stream.  *fatal is set when the
+ * state of the connection is unknown afterwards.
  */
 static void one_op(struct target *t, int op, uint32_t gen, uint64_t off,
-		   size_t len, bool *fatal)
+		   size_t len, struct stream *stream, bool *fatal)
 {
 	ucp_request_param_t rp = { 0 };
 	struct eng_verdict v = { 0 }, pv = { 0 };
 	bool periodic = t->kinds & MS_KSM;
 	ucs_status_t st = UCS_OK;
 	char err[64] = "";
-	double t0;
+	double t0, secs;
 	char *buf;
 
 	buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -324,13 +334,14 @@ static void one_op(struct target *t, int op, uint32_t gen, uint64_t off,
 		*fatal = true;
 		goto out;
 	}
+	if (op != ENG_OP_GET)
+		eng_fill(buf, off, len, gen, false);
 	/* the target range: filled (the previous generation), in use */
 	if (command(op == ENG_OP_GET ? ENG_FILL : ENG_PREPARE,
 		    op == ENG_OP_GET ? gen : gen - 1, off, len, periodic, &pv))
 		goto lost;
 	t0 = t_now();
 	if (op == ENG_OP_SEND) {
-		eng_fill(buf, off, len, gen, false);
 		if (command(ENG_RECV, gen, off, len, false, &v))	/* posted */
 			goto lost;
 		st = wait_req(ucp_tag_send_nbx(ep, buf, len, gen, &rp),
@@ -339,7 +350,6 @@ static void one_op(struct target *t, int op, uint32_t gen, uint64_t off,
 		    xfer(false, &v, sizeof(v)))
 			goto lost;
 	} else if (op == ENG_OP_PUT) {
-		eng_fill(buf, off, len, gen, false);
 		st = wait_req(ucp_put_nbx(ep, buf, len, t->addr + off, t->rkey,
 					  &rp), "put");
 		if (st == UCS_OK)
@@ -355,17 +365,35 @@ static void one_op(struct target *t, int op, uint32_t gen, uint64_t off,
 			st = wait_req(ucp_ep_flush_nbx(ep, &rp), "flush");
 		if (st == UCS_ERR_TIMED_OUT)
 			goto lost;
-		if (st == UCS_OK)
-			eng_check(buf, off, len, gen, periodic, &v);
 	}
+	secs = t_now() - t0;
+	if (op == ENG_OP_GET && st == UCS_OK)
+		eng_check(buf, off, len, gen, periodic, &v);
 	if (st != UCS_OK || v.status)
 		snprintf(err, sizeof(err), "UCX: %s",
 			 ucs_status_string(st != UCS_OK ? st :
 					   (ucs_status_t)v.status));
-	eng_result(op, len, gen, off, err[0] ? err : NULL, &v,
-		   op == ENG_OP_GET ? "A" : "B", t_now() - t0, periodic,
-		   pv.ksm);
-	munmap(buf, len);
+	if (stream) {
+		/* what the registration of this buffer holds, before munmap */
+		long pin = eng_status_kb("VmPin:"), lck = eng_status_kb("VmLck:");
+
+		stream->pin_kb = pin > stream->pin_kb ? pin : stream->pin_kb;
+		stream->lck_kb = lck > stream->lck_kb ? lck : stream->lck_kb;
+		stream->secs += secs;
+		if (stream->keep)
+			stream->kept[stream->n] = buf;
+		stream->n++;
+	}
+	if (!stream || err[0] || v.bad) {
+		/* a stream ends at its first failure, which is its result */
+		if (stream)
+			stream->failed++;
+		eng_result(op, len, gen, off, err[0] ? err : NULL, &v,
+			   op == ENG_OP_GET ? "A" : "B", secs, periodic,
+			   pv.ksm);
+	}
+	if (!stream || !stream->keep)
+		munmap(buf, len);
 	return;
 lost:
 	snprintf(err, sizeof(err), "lost the server (UCX: %s)",
@@ -373,11 +401,42 @@ lost:
 	*fatal = true;
 	munmap(buf, len);
 out:
+	if (stream)
+		stream->failed++;
 	eng_result(op, len, gen, off, err, &v, "", 0, false, 0);
 }
 
+/* @n operations of @len bytes, each from or into a fresh buffer. */
+static void stream_op(struct target *t, int op, uint32_t *gen, size_t len,
+		      int n, bool keep, bool *fatal)
+{
+	struct stream acc = { .keep = keep };
+	int k;
+
+	acc.kept = calloc(n, sizeof(*acc.kept));
+	if (!acc.kept)
+		t_bail("out of memory");
+	for (k = 0; k < n && !acc.failed && !*fatal; k++) {
+		*gen += 2;
+		one_op(t, op, *gen, eng_offset(*gen), len, &acc, fatal);
+	}
+	for (k = 0; k < acc.n && keep; k++)
+		munmap(acc.kept[k], len);
+	free(acc.kept);
+	if (acc.failed)
+		return;
+	t_diag("stream op=%s%s bytes=%zu n=%d usec_per_msg=%.1f vmpin_kb=%ld "
+	       "vmlck_kb=%ld", eng_op_name(op), keep ? "_kept" : "", len,
+	       acc.n, acc.secs / acc.n * 1e6, acc.pin_kb, acc.lck_kb);
+	t_result(true, "stream of %d %s %s from fresh buffers%s: every byte "
+		 "correct, %.0f usec per message, VmPin at most %ld kB, VmLck "
+		 "at most %ld kB", acc.n, eng_op_name(op), eng_size_name(len),
+		 keep ? " kept mapped" : "", acc.secs / acc.n * 1e6,
+		 acc.pin_kb, acc.lck_kb);
+}
+
 static int client(const char *host, int port, int ops, const size_t *sizes,
-		  int nsizes, int expect)
+		  int nsizes, int expect, int stream, bool keep)
 {
 	struct addrinfo hints = { .ai_family = AF_INET,
 				  .ai_socktype = SOCK_STREAM }, *ai;
@@ -448,7 +507,12 @@ static int client(const char *host, int port, int ops, const size_t *sizes,
 					 eng_size_name(sizes[i]));
 				continue;
 			}
-			one_op(&t, op, gen, off, sizes[i], &fatal);
+			if (stream)
+				stream_op(&t, op, &gen, sizes[i], stream,
+					  keep, &fatal);
+			else
+				one_op(&t, op, gen, off, sizes[i], NULL,
+				       &fatal);
 		}
 	}
 	if (fatal)
@@ -477,7 +541,13 @@ static void usage(FILE *f)
 		"       ucp_check --client HOST --port P [--ops send,put,get] "
 		"[--sizes N[K|M],...]\n"
 		"                 [--expect-moved|--expect-pinned] "
-		"[--timeout S]\n");
+		"[--stream N [--keep]] [--timeout S]\n"
+		"--stream N: N operations of each kind and size, each from or "
+		"into a fresh buffer,\n"
+		"            timed and summed up in one result; --keep: the "
+		"buffers stay mapped\n"
+		"            until the stream ends (a registration cache keeps "
+		"them registered)\n");
 }
 
 int main(int argc, char **argv)
@@ -493,14 +563,16 @@ int main(int argc, char **argv)
 		{ "expect-moved", no_argument, NULL, 'm' },
 		{ "expect-pinned", no_argument, NULL, 'P' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "stream", required_argument, NULL, 'r' },
+		{ "keep", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *host = NULL;
 	size_t sizes[16], size = 0;
 	int c, port = 0, kinds = 0, ops = ENG_OP_ALL;
-	int nsizes = 0, expect = 0;
-	bool server = false;
+	int nsizes = 0, expect = 0, stream = 0;
+	bool server = false, keep = false;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	sizes[0] = T_MIB;
@@ -541,6 +613,14 @@ int main(int argc, char **argv)
 		case 'P':
 			expect = -1;
 			break;
+		case 'k':
+			keep = true;
+			break;
+		case 'r':
+			stream = atoi(optarg);
+			if (stream <= 0)
+				goto bad;
+			break;
 		case 't':
 			timeout_s = atoi(optarg);
 			if (timeout_s <= 0)
@@ -558,7 +638,9 @@ int main(int argc, char **argv)
 		goto bad;
 	if (server)
 		return serve(port, (size + T_PAGE - 1) & ~(T_PAGE - 1), kinds);
-	return client(host, port, ops, sizes, nsizes, expect);
+	if (keep && !stream)
+		goto bad;
+	return client(host, port, ops, sizes, nsizes, expect, stream, keep);
 bad:
 	usage(stderr);
 	return 2;
