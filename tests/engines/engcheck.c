@@ -75,6 +75,42 @@ int eng_serve(struct memstress *ms, char *buf, size_t size,
 	}
 }
 
+void eng_opts_init(struct eng_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->ops = ENG_OP_ALL;
+	o->sizes[0] = T_MIB;
+	o->nsizes = 1;
+}
+
+int eng_option(struct eng_opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case 'z':
+		if (eng_parse_sizes(arg, &o->size, 1) != 1)
+			return -1;
+		o->size = (o->size + T_PAGE - 1) & ~(T_PAGE - 1);
+		return 1;
+	case 's':
+		o->kinds = ms_parse(arg);
+		return o->kinds < 0 ? -1 : 1;
+	case 'o':
+		o->ops = eng_parse_ops(arg);
+		return o->ops < 0 ? -1 : 1;
+	case 'n':
+		o->nsizes = eng_parse_sizes(arg, o->sizes, ENG_MAX_SIZES);
+		return o->nsizes < 0 ? -1 : 1;
+	case 'm':
+		o->expect = 1;
+		return 1;
+	case 'P':
+		o->expect = -1;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 long eng_status_kb(const char *name)
 {
 	FILE *f = fopen("/proc/self/status", "r");

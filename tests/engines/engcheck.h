@@ -79,6 +79,35 @@ int eng_serve(struct memstress *ms, char *buf, size_t size,
 /* The range of @c inside [@buf, @buf + @size), or NULL (diagnosed). */
 char *eng_range(char *buf, size_t size, const struct eng_cmd *c);
 
+/*
+ * The options both checkers take: --size (the server's buffer), --stress,
+ * --ops, --sizes (the client's operations), --expect-moved and
+ * --expect-pinned.  ENG_OPTIONS goes into a getopt_long() table;
+ * eng_option() takes what getopt_long() returned for one of them.
+ */
+#define ENG_MAX_SIZES	16
+#define ENG_OPTIONS \
+	{ "size", required_argument, NULL, 'z' }, \
+	{ "stress", required_argument, NULL, 's' }, \
+	{ "ops", required_argument, NULL, 'o' }, \
+	{ "sizes", required_argument, NULL, 'n' }, \
+	{ "expect-moved", no_argument, NULL, 'm' }, \
+	{ "expect-pinned", no_argument, NULL, 'P' }
+
+struct eng_opts {
+	size_t size;		/* the server's buffer, page-aligned up */
+	int kinds;		/* memstress kinds */
+	int ops;		/* ENG_OP_* */
+	size_t sizes[ENG_MAX_SIZES];
+	int nsizes;
+	int expect;		/* see eng_stress_result() */
+};
+
+/* Defaults: no stress, every operation, one size of 1 MiB. */
+void eng_opts_init(struct eng_opts *o);
+/* 1 if @c was one of ENG_OPTIONS and @arg good, 0 if not ours, -1 if bad. */
+int eng_option(struct eng_opts *o, int c, const char *arg);
+
 /* A "Name:" line of /proc/self/status in kB (VmPin:, VmLck:), or -1. */
 long eng_status_kb(const char *name);
 

@@ -175,72 +175,40 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "size", required_argument, NULL, 'z' },
-		{ "stress", required_argument, NULL, 's' },
-		{ "ops", required_argument, NULL, 'o' },
-		{ "sizes", required_argument, NULL, 'n' },
-		{ "expect-moved", no_argument, NULL, 'm' },
-		{ "expect-pinned", no_argument, NULL, 'P' },
+		ENG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c, rank, nranks, kinds = 0, ops = ENG_OP_ALL, nsizes = 1;
-	size_t sizes[16] = { T_MIB }, size = 0;
-	int expect = 0, rc = 0;
+	int c, rank, nranks, rc = 0;
+	struct eng_opts o;
 	char *buf = NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+	eng_opts_init(&o);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'z':
-			if (eng_parse_sizes(optarg, &size, 1) != 1)
-				goto bad;
-			break;
-		case 's':
-			kinds = ms_parse(optarg);
-			if (kinds < 0)
-				goto bad;
-			break;
-		case 'o':
-			ops = eng_parse_ops(optarg);
-			if (ops < 0)
-				goto bad;
-			break;
-		case 'n':
-			nsizes = eng_parse_sizes(optarg, sizes, 16);
-			if (nsizes < 0)
-				goto bad;
-			break;
-		case 'm':
-			expect = 1;
-			break;
-		case 'P':
-			expect = -1;
-			break;
-		case 'h':
+		if (c == 'h') {
 			if (!rank)
 				usage(stdout);
 			MPI_Finalize();
 			return 0;
-		default:
-			goto bad;
 		}
+		if (eng_option(&o, c, optarg) != 1)
+			goto bad;
 	}
-	if (optind != argc || !size || nranks != 2)
+	if (optind != argc || !o.size || nranks != 2)
 		goto bad;
-	size = (size + T_PAGE - 1) & ~(T_PAGE - 1);
 
 	if (rank == 1)
-		buf = map(size);
-	MPI_Win_create(buf, rank == 1 ? size : 0, 1, MPI_INFO_NULL,
+		buf = map(o.size);
+	MPI_Win_create(buf, rank == 1 ? o.size : 0, 1, MPI_INFO_NULL,
 		       MPI_COMM_WORLD, &win);
 	if (rank == 1)
-		serve(buf, size, kinds);
+		serve(buf, o.size, o.kinds);
 	else
-		client(ops, sizes, nsizes, size, kinds, expect);
+		client(o.ops, o.sizes, o.nsizes, o.size, o.kinds, o.expect);
 	MPI_Win_free(&win);
 	if (!rank)
 		rc = t_finish();

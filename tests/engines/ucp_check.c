@@ -553,31 +553,30 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		ENG_OPTIONS,
 		{ "server", no_argument, NULL, 'S' },
 		{ "client", required_argument, NULL, 'C' },
 		{ "port", required_argument, NULL, 'p' },
-		{ "size", required_argument, NULL, 'z' },
-		{ "stress", required_argument, NULL, 's' },
-		{ "ops", required_argument, NULL, 'o' },
-		{ "sizes", required_argument, NULL, 'n' },
-		{ "expect-moved", no_argument, NULL, 'm' },
-		{ "expect-pinned", no_argument, NULL, 'P' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "stream", required_argument, NULL, 'r' },
 		{ "keep", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *host = NULL;
-	size_t sizes[16], size = 0;
-	int c, port = 0, kinds = 0, ops = ENG_OP_ALL;
-	int nsizes = 0, expect = 0, stream = 0;
 	bool server = false, keep = false;
+	const char *host = NULL;
+	int c, port = 0, stream = 0;
+	struct eng_opts o;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	sizes[0] = T_MIB;
-	nsizes = 1;
+	eng_opts_init(&o);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (eng_option(&o, c, optarg)) {
+		case 1:
+			continue;
+		case -1:
+			goto bad;
+		}
 		switch (c) {
 		case 'S':
 			server = true;
@@ -587,31 +586,6 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			port = atoi(optarg);
-			break;
-		case 'z':
-			if (eng_parse_sizes(optarg, &size, 1) != 1)
-				goto bad;
-			break;
-		case 's':
-			kinds = ms_parse(optarg);
-			if (kinds < 0)
-				goto bad;
-			break;
-		case 'o':
-			ops = eng_parse_ops(optarg);
-			if (ops <= 0)
-				goto bad;
-			break;
-		case 'n':
-			nsizes = eng_parse_sizes(optarg, sizes, 16);
-			if (nsizes <= 0)
-				goto bad;
-			break;
-		case 'm':
-			expect = 1;
-			break;
-		case 'P':
-			expect = -1;
 			break;
 		case 'k':
 			keep = true;
@@ -634,13 +608,12 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || port <= 0 || server == !!host ||
-	    (server && !size))
+	    (server && !o.size) || (keep && !stream))
 		goto bad;
 	if (server)
-		return serve(port, (size + T_PAGE - 1) & ~(T_PAGE - 1), kinds);
-	if (keep && !stream)
-		goto bad;
-	return client(host, port, ops, sizes, nsizes, expect, stream, keep);
+		return serve(port, o.size, o.kinds);
+	return client(host, port, o.ops, o.sizes, o.nsizes, o.expect, stream,
+		      keep);
 bad:
 	usage(stderr);
 	return 2;

@@ -31,8 +31,8 @@ pinned case must move neither and show no ODP MR.
   NetPIPE's integrity run (NPopenmpi -i, every message checked), with
   UCX's registration cache and with its implicit ODP MR.
 - libfabric 1.17's verbs provider: fi_pingpong -c (the receiver checks
-  the data) over MSG endpoints (rdma_cm), pinned and with
-  FI_VERBS_USE_ODP=1, which registers every MR ON_DEMAND.
+  the data) over MSG endpoints (rdma_cm) and RDM endpoints (verbs;ofi_rxm),
+  pinned and with FI_VERBS_USE_ODP=1, which registers every MR ON_DEMAND.
 - Our data checkers on those engines (tests/engines/): ucp_check (UCP tag
   send, put and get) and mpi_check (MPI_Send/Recv, MPI_Put/Get with osc
   ucx) move fresh buffers to and from a long-lived buffer on B while B
@@ -108,7 +108,7 @@ FI_MODES = {		# name: (environment, ODP MR kind)
 CHECK_CASES = [		# (UCX mode, stress, client sizes)
     ("rcache", "migrate", "64K,4M,32M"),
     ("odp-implicit", "none", "64K,4M,32M,256M"),
-    ("odp-implicit", "migrate", "64K,4M,32M"),
+    ("odp-implicit", "migrate", "64K,4M,256M"),
     ("odp-implicit", "pageout", "64K,4M,32M"),
     ("odp-implicit", "ksm", "64K,4M"),
 ]
@@ -209,15 +209,20 @@ def cases():
         out.append(Case("openmpi NPopenmpi -i %s" % mode, None, argv,
                         MPI_ENV, None, "mpi", UCX_MODES[mode][2], True,
                         mode == "odp-implicit"))
-    for mode, (fenv, mr) in FI_MODES.items():
-        # MSG endpoints (rdma_cm); verbs;ofi_rxm RDM endpoints cannot open
-        # their CQ on rxe, with or without ODP
-        port += 1
-        argv = ["fi_pingpong", "-p", "verbs", "-e", "msg", "-c", "-S",
-                "65536", "-I", "100"]
-        out.append(Case("fi_pingpong msg %s" % mode, argv + ["-B", str(port)],
-                        argv + ["-P", str(port), PEER], fenv, port, "fabric",
-                        mr))
+    for ep in ("msg", "rdm"):
+        for mode, (fenv, mr) in FI_MODES.items():
+            port += 1
+            env = dict(fenv)
+            if ep == "rdm":
+                # verbs;ofi_rxm sizes its MSG CQ (tx + rx) * universe size:
+                # (128 + 128) * 256 is more than rxe's 2^15 CQEs
+                env["FI_UNIVERSE_SIZE"] = "64"
+            argv = ["fi_pingpong", "-p", "verbs", "-e", ep, "-c", "-S",
+                    "65536", "-I", "100"]
+            out.append(Case("fi_pingpong %s %s" % (ep, mode),
+                            argv + ["-B", str(port)],
+                            argv + ["-P", str(port), PEER], env, port,
+                            "fabric", mr))
     for mode, stress, sizes in CHECK_CASES:
         port += 1
         mr = UCX_MODES[mode][2]
