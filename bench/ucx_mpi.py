@@ -9,7 +9,7 @@ see the same host, and writes $RXE_OUT/ucx-mpi-raw.csv:
 group,bench,mode,size,metric,unit,rep,value.
 
 - ucx_perftest over rc_verbs: tag_bw, ucp_put_bw and ucp_get of 1 MiB
-  (bandwidth), tag_lat of 8 B and 64 KiB (latency).
+  (overall bandwidth), tag_lat of 8 B and 64 KiB (average latency).
 - NetPIPE (NPopenmpi, pml ucx): its bandwidth curve up to 4 MiB.
 - The case ODP exists for: a stream of tag sends, each from a buffer
   mmap()ed for it (ucp_check --stream): with the registration cache every
