@@ -181,9 +181,13 @@ int ms_start(struct memstress *m, int kinds, void *buf, size_t len)
 
 void ms_set_range(struct memstress *m, void *p, size_t len)
 {
+	/* whole pages: MADV_PAGEOUT refuses an unaligned start */
+	uintptr_t start = (uintptr_t)p & ~(T_PAGE - 1);
+	uintptr_t end = ((uintptr_t)p + len + T_PAGE - 1) & ~(T_PAGE - 1);
+
 	pthread_mutex_lock(&m->lock);
-	m->base = p;
-	m->len = len;
+	m->base = (char *)start;
+	m->len = len ? end - start : 0;
 	pthread_mutex_unlock(&m->lock);
 }
 

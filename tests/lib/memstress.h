@@ -62,7 +62,11 @@ const char *ms_names(int kinds);
  * TAP diagnostic (no second NUMA node, no KSM, ...).
  */
 int ms_start(struct memstress *m, int kinds, void *buf, size_t len);
-/* The range the device is about to use; len 0: none. */
+/*
+ * The range the device is about to use (len 0: none), widened to whole
+ * pages, which must still lie in the buffer (it does if the buffer is
+ * page-aligned and a whole number of pages).
+ */
 void ms_set_range(struct memstress *m, void *p, size_t len);
 /*
  * KSM: wait (at most @timeout_s) until at least 90 % of the pages of
