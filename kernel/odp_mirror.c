@@ -15,6 +15,7 @@
 #include <linux/slab.h>
 
 #include "odp_mirror.h"
+#include "odp_aging.h"
 
 /*
  * A leaf is one page of entries and maps one naturally aligned 2 MiB
@@ -34,6 +35,13 @@
 struct odp_mirror_leaf {
 	unsigned long *entry;	/* one page: ODP_MIRROR_LEAF_ENTRIES entries */
 	unsigned int used;	/* entries that are not 0 */
+	/*
+	 * The accessed bit of each entry (of the whole leaf in bit 0 for a
+	 * huge entry): set when the entry is installed or used, cleared when
+	 * reclaim asks (odp_mirror_age()) and when the entry goes.  Only
+	 * written under the mirror's lock.
+	 */
+	DECLARE_BITMAP(young, ODP_MIRROR_LEAF_ENTRIES);
 };
 
 /*
@@ -169,8 +177,10 @@ static unsigned long odp_leaf_clear(struct odp_mirror_leaf *leaf,
 	if (leaf->entry[0] & ODP_MIRROR_HUGE) {
 		leaf->entry[0] = 0;
 		leaf->used = 0;
+		__clear_bit(0, leaf->young);
 		return ODP_MIRROR_LEAF_ENTRIES;
 	}
+	bitmap_clear(leaf->young, i, n + 1 - i);
 	for (; i <= n && leaf->used; i++) {
 		if (leaf->entry[i]) {
 			leaf->entry[i] = 0;
@@ -179,6 +189,62 @@ static unsigned long odp_leaf_clear(struct odp_mirror_leaf *leaf,
 		}
 	}
 	return cleared;
+}
+
+/*
+ * Was an entry of [start, end) of @leaf (of index @lidx) used since the
+ * last call that cleared?  Called with the lock held.
+ */
+static bool odp_leaf_age(struct odp_mirror_leaf *leaf, unsigned long lidx,
+			 unsigned long start, unsigned long end, bool clear)
+{
+	unsigned long base = lidx << ODP_MIRROR_LEAF_SHIFT;
+	unsigned long i = max(start >> PAGE_SHIFT, base) - base;
+	unsigned long n = min((end - 1) >> PAGE_SHIFT,
+			      base + ODP_MIRROR_LEAF_ENTRIES - 1) - base + 1;
+
+	if (leaf->entry[0] & ODP_MIRROR_HUGE) {
+		i = 0;
+		n = 1;
+	}
+	if (find_next_bit(leaf->young, n, i) >= n)
+		return false;
+	if (clear)
+		bitmap_clear(leaf->young, i, n - i);
+	return true;
+}
+
+/**
+ * odp_mirror_age - did the device use a page of [start, end) lately?
+ * @mirror: the mirror
+ * @start: first address asked about
+ * @end: end of the range asked about
+ * @clear: forget the answer: the next call answers for the time from now on
+ *
+ * For reclaim's questions (odp_aging.c), in atomic context under the page
+ * table lock.  Entries stay as they are.  Return: true if an entry of the
+ * range was installed or used since the last call that cleared it.
+ */
+bool odp_mirror_age(struct odp_mirror *mirror, unsigned long start,
+		    unsigned long end, bool clear)
+{
+	struct odp_mirror_leaf *leaf;
+	unsigned long flags, lidx;
+	bool young = false;
+
+	start = max(start, mirror->start);
+	end = min(end, mirror->end);
+	if (start >= end)
+		return false;
+
+	flags = odp_mirror_lock(mirror);
+	xa_for_each_range(&mirror->leaves, lidx, leaf, odp_leaf_index(start),
+			  odp_leaf_index(end - 1))
+		young |= odp_leaf_age(leaf, lidx, start, end, clear);
+	if (mirror->ops && mirror->ops->aged)
+		mirror->ops->aged(mirror, young);
+	odp_mirror_unlock(mirror, flags);
+	return young;
 }
 
 /*
@@ -266,6 +332,7 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 		    const struct odp_mirror_ops *ops)
 {
 	unsigned long end;
+	int err;
 
 	if (!length || check_add_overflow(addr, length, &end))
 		return -EINVAL;
@@ -285,10 +352,16 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 	memset(&mirror->stats, 0, sizeof(mirror->stats));
 	mirror->ops = ops;
 
-	return mmu_interval_notifier_insert(&mirror->notifier, mm,
-					    mirror->start,
-					    mirror->end - mirror->start,
-					    &odp_mirror_notifier_ops);
+	err = mmu_interval_notifier_insert(&mirror->notifier, mm,
+					   mirror->start,
+					   mirror->end - mirror->start,
+					   &odp_mirror_notifier_ops);
+	if (err)
+		return err;
+	err = odp_aging_add(mirror, mm);
+	if (err)
+		mmu_interval_notifier_remove(&mirror->notifier);
+	return err;
 }
 
 /**
@@ -319,6 +392,7 @@ void odp_mirror_fini(struct odp_mirror *mirror)
 	struct odp_mirror_leaf *leaf;
 	unsigned long lidx;
 
+	odp_aging_remove(mirror);
 	mmu_interval_notifier_remove(&mirror->notifier);
 	WARN_ON_ONCE(!list_empty(&mirror->batches));
 
@@ -445,9 +519,12 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 		else if ((leaf->entry[0] & ~ODP_MIRROR_ACCESS_MASK) ==
 			 (entry & ~ODP_MIRROR_ACCESS_MASK))
 			entry |= leaf->entry[0] & ODP_MIRROR_WRITE;
+		__set_bit(0, leaf->young);
 		if (leaf->entry[0] == entry)
 			return 0;
 		memset(leaf->entry, 0, PAGE_SIZE);
+		bitmap_zero(leaf->young, ODP_MIRROR_LEAF_ENTRIES);
+		__set_bit(0, leaf->young);
 		leaf->entry[0] = entry;
 		leaf->used = 1;
 		return ODP_MIRROR_LEAF_ENTRIES;
@@ -457,6 +534,7 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 	if (leaf->entry[0] & ODP_MIRROR_HUGE) {
 		leaf->entry[0] = 0;
 		leaf->used = 0;
+		__clear_bit(0, leaf->young);
 	}
 
 	for (i = 0; i < npages; i++) {
@@ -478,6 +556,8 @@ static unsigned long odp_mirror_install(struct odp_mirror_leaf *leaf,
 		else if ((old & ~ODP_MIRROR_ACCESS_MASK) ==
 			 (entry & ~ODP_MIRROR_ACCESS_MASK))
 			entry |= old & ODP_MIRROR_WRITE;
+		/* the device asked for the page: it is about to use it */
+		__set_bit(first + i, leaf->young);
 		if (entry == old)
 			continue;
 		if (!old)
@@ -582,12 +662,17 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
  */
 #define ODP_MIRROR_SPECULATIVE_BATCH	(64 * PAGE_SIZE)
 
-/* Entry for @addr, as page | access, if it grants @access; else 0. */
+/*
+ * Entry for @addr, as page | access, if it grants @access; else 0.  With
+ * @use, the device is about to use the page: the entry is marked accessed.
+ * Called with the lock held.
+ */
 static unsigned long odp_mirror_entry(struct odp_mirror *mirror,
-				      unsigned long addr, unsigned int access)
+				      unsigned long addr, unsigned int access,
+				      bool use)
 {
 	struct odp_mirror_leaf *leaf;
-	unsigned long entry;
+	unsigned long entry, bit;
 
 	leaf = xa_load(&mirror->leaves, odp_leaf_index(addr));
 	if (!leaf)
@@ -600,10 +685,20 @@ static unsigned long odp_mirror_entry(struct odp_mirror *mirror,
 
 		entry = (unsigned long)nth_page(head, odp_entry_index(addr)) |
 			(entry & ODP_MIRROR_ACCESS_MASK);
+		bit = 0;
 	} else {
-		entry = READ_ONCE(leaf->entry[odp_entry_index(addr)]);
+		bit = odp_entry_index(addr);
+		entry = READ_ONCE(leaf->entry[bit]);
 	}
-	return (entry & access) == access ? entry : 0;
+	if ((entry & access) != access || !entry)
+		return 0;
+	/*
+	 * A cache line written only when reclaim has cleared the bit, and
+	 * not even read when nobody will ask.
+	 */
+	if (use && READ_ONCE(odp_aging) && !test_bit(bit, leaf->young))
+		__set_bit(bit, leaf->young);
+	return entry;
 }
 
 /*
@@ -616,7 +711,7 @@ static unsigned long odp_mirror_first_missing(struct odp_mirror *mirror,
 					      unsigned int access)
 {
 	for (; start < end; start += PAGE_SIZE)
-		if (!odp_mirror_entry(mirror, start, access))
+		if (!odp_mirror_entry(mirror, start, access, false))
 			break;
 	return start;
 }
@@ -1010,7 +1105,7 @@ struct page *odp_mirror_lookup(struct odp_mirror *mirror, unsigned long addr,
 	lockdep_assert_held(&mirror->lock);
 	if (addr < mirror->start || addr >= mirror->end)
 		return NULL;
-	entry = odp_mirror_entry(mirror, addr, access);
+	entry = odp_mirror_entry(mirror, addr, access, true);
 	return (struct page *)(entry & ~ODP_MIRROR_ACCESS_MASK);
 }
 
@@ -1044,7 +1139,7 @@ int odp_mirror_copy(struct odp_mirror *mirror, unsigned long addr, void *buf,
 	flags = odp_mirror_lock(mirror);
 
 	for (a = ALIGN_DOWN(addr, PAGE_SIZE); a < addr + length; a += PAGE_SIZE) {
-		if (!odp_mirror_entry(mirror, a, access)) {
+		if (!odp_mirror_entry(mirror, a, access, false)) {
 			ret = -EAGAIN;
 			goto out;
 		}

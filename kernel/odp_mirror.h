@@ -39,10 +39,18 @@
  * No page reference is taken and nothing is charged to RLIMIT_MEMLOCK: the
  * notifier, not a reference count, keeps the device from using a page that
  * the process no longer has.
+ *
+ * Aging: each entry has an accessed bit, set when the entry is installed
+ * and whenever the data path uses it.  Reclaim asks whether a page was used
+ * lately (folio_referenced()) through a notifier per address space shared
+ * by its mirrors (odp_aging.c), which test-and-clears the bits, so that
+ * pages only the device touches are not taken for idle ones.  Answering
+ * never drops a translation.
  */
 #ifndef _ODP_MIRROR_H
 #define _ODP_MIRROR_H
 
+#include <linux/interval_tree.h>
 #include <linux/mmu_notifier.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
@@ -69,6 +77,7 @@ struct odp_mirror_stats {
 };
 
 struct odp_mirror;
+struct odp_aging_mm;
 
 struct odp_mirror_ops {
 	/*
@@ -76,6 +85,13 @@ struct odp_mirror_ops {
 	 * mirror's lock with interrupts off; must not sleep or take locks.
 	 */
 	void (*invalidated)(struct odp_mirror *mirror, unsigned long npages);
+	/*
+	 * Optional: told of each question of reclaim that the mirror
+	 * answered, and whether a page asked about was used since the last
+	 * question; under the mirror's lock with interrupts off, inside the
+	 * page table lock: must not sleep or take locks.
+	 */
+	void (*aged)(struct odp_mirror *mirror, bool young);
 };
 
 struct odp_mirror {
@@ -106,6 +122,9 @@ struct odp_mirror {
 	bool cancelled;		/* odp_mirror_cancel() was called */
 	struct odp_mirror_stats stats;	/* under @lock */
 	const struct odp_mirror_ops *ops;
+	/* in the interval tree of the mirrors of the mm, see odp_aging.c */
+	struct interval_tree_node aging_node;
+	struct odp_aging_mm *aging;
 };
 
 int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
@@ -113,6 +132,7 @@ int odp_mirror_init(struct odp_mirror *mirror, struct mm_struct *mm,
 		    const struct odp_mirror_ops *ops);
 void odp_mirror_cancel(struct odp_mirror *mirror);
 void odp_mirror_fini(struct odp_mirror *mirror);
+void odp_mirror_synchronize(void);
 
 long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		      unsigned long length, unsigned long ahead,

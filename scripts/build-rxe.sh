@@ -66,7 +66,8 @@ done || exit 1
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp "$OUT.tmp"/drivers/infiniband/sw/rxe/*.[ch] "$OUT/"
-for f in kernel/odp_mirror.c kernel/odp_mirror.h drivers/rxe_odp.c drivers/rxe_odp.h; do
+for f in kernel/odp_mirror.c kernel/odp_mirror.h kernel/odp_aging.c \
+	kernel/odp_aging.h drivers/rxe_odp.c drivers/rxe_odp.h; do
 	[ -f "$TOP/$f" ] || die "$f missing from the source tree"
 	cp "$TOP/$f" "$OUT/"
 done

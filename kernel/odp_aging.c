@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * odp_aging: tell reclaim which pages a device uses through its mirrors.
+ *
+ * A page that only a device touches has no accessed bit set in any CPU
+ * page table, so without help reclaim takes it for an idle page and swaps
+ * out exactly the pages a device streams through.  The young callbacks of
+ * the MMU notifier API (clear_flush_young, clear_young, test_young) are how
+ * a secondary MMU says otherwise; mmu_interval_notifier has none, so every
+ * address space with mirrors gets one struct mmu_notifier of ours
+ * (mmu_notifier_get()), shared by all its mirrors and holding them in an
+ * interval tree.  The answers come from the accessed bits that the data
+ * path sets in the mirrors' tables (odp_mirror_age()).
+ *
+ * The callbacks run under the page table lock (and rmap locks) inside the
+ * notifier SRCU: they never sleep, never allocate and never drop a
+ * translation.  Lock order: page table lock -> odp_aging_mm.lock ->
+ * odp_mirror.lock.
+ *
+ * There is no change_pte callback: every set_pte_at_notify() runs inside an
+ * invalidate_range_start/end pair, whose start already dropped the entry,
+ * and installing one inside that window is what the mirror forbids.
+ */
+
+#include <linux/interval_tree.h>
+#include <linux/mmu_notifier.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+
+#include "odp_mirror.h"
+#include "odp_aging.h"
+
+bool odp_aging = true;
+module_param(odp_aging, bool, 0644);
+MODULE_PARM_DESC(odp_aging,
+		 "Tell reclaim which pages On-Demand Paging MRs use (default: true)");
+
+/* The notifier of one address space and the mirrors it answers for. */
+struct odp_aging_mm {
+	struct mmu_notifier notifier;
+	spinlock_t lock;		/* guards @mirrors */
+	struct rb_root_cached mirrors;	/* odp_mirror.aging_node */
+};
+
+static inline struct odp_aging_mm *to_aging_mm(struct mmu_notifier *mn)
+{
+	return container_of(mn, struct odp_aging_mm, notifier);
+}
+
+/*
+ * Was a page of [start, end) used by a device since the last question?
+ * @clear forgets the answer for the next question.
+ */
+static int odp_aging_young(struct mmu_notifier *mn, unsigned long start,
+			   unsigned long end, bool clear)
+{
+	struct odp_aging_mm *amm = to_aging_mm(mn);
+	struct interval_tree_node *node;
+	bool young = false;
+
+	if (!READ_ONCE(odp_aging))
+		return 0;
+
+	spin_lock(&amm->lock);
+	for (node = interval_tree_iter_first(&amm->mirrors, start, end - 1);
+	     node; node = interval_tree_iter_next(node, start, end - 1)) {
+		struct odp_mirror *mirror =
+			container_of(node, struct odp_mirror, aging_node);
+
+		young |= odp_mirror_age(mirror, start, end, clear);
+	}
+	spin_unlock(&amm->lock);
+	return young;
+}
+
+/*
+ * Reclaim's question (folio_referenced()); a device has no TLB of its own
+ * to flush: the data path reads the table under the mirror's lock.
+ */
+static int odp_aging_clear_flush_young(struct mmu_notifier *mn,
+				       struct mm_struct *mm,
+				       unsigned long start, unsigned long end)
+{
+	return odp_aging_young(mn, start, end, true);
+}
+
+/* Idle page tracking and DAMON. */
+static int odp_aging_clear_young(struct mmu_notifier *mn,
+				 struct mm_struct *mm,
+				 unsigned long start, unsigned long end)
+{
+	return odp_aging_young(mn, start, end, true);
+}
+
+/* khugepaged and idle page tracking, without forgetting the answer. */
+static int odp_aging_test_young(struct mmu_notifier *mn,
+				struct mm_struct *mm, unsigned long address)
+{
+	return odp_aging_young(mn, address, address + PAGE_SIZE, false);
+}
+
+/* Called with the mmap lock held for write by mmu_notifier_get(). */
+static struct mmu_notifier *odp_aging_alloc_notifier(struct mm_struct *mm)
+{
+	struct odp_aging_mm *amm;
+
+	amm = kzalloc(sizeof(*amm), GFP_KERNEL_ACCOUNT);
+	if (!amm)
+		return ERR_PTR(-ENOMEM);
+	spin_lock_init(&amm->lock);
+	amm->mirrors = RB_ROOT_CACHED;
+	return &amm->notifier;
+}
+
+/* Called after an SRCU grace period, once the last mirror has gone. */
+static void odp_aging_free_notifier(struct mmu_notifier *mn)
+{
+	struct odp_aging_mm *amm = to_aging_mm(mn);
+
+	WARN_ON_ONCE(!RB_EMPTY_ROOT(&amm->mirrors.rb_root));
+	kfree(amm);
+}
+
+static const struct mmu_notifier_ops odp_aging_ops = {
+	.clear_flush_young = odp_aging_clear_flush_young,
+	.clear_young = odp_aging_clear_young,
+	.test_young = odp_aging_test_young,
+	.alloc_notifier = odp_aging_alloc_notifier,
+	.free_notifier = odp_aging_free_notifier,
+};
+
+/*
+ * Let reclaim ask @mirror about the pages of @mm it maps; process context,
+ * takes the mmap lock of @mm.  Return: 0 or a negative errno.
+ */
+int odp_aging_add(struct odp_mirror *mirror, struct mm_struct *mm)
+{
+	struct mmu_notifier *mn = mmu_notifier_get(&odp_aging_ops, mm);
+	struct odp_aging_mm *amm;
+
+	if (IS_ERR(mn))
+		return PTR_ERR(mn);
+	amm = to_aging_mm(mn);
+
+	mirror->aging = amm;
+	mirror->aging_node.start = mirror->start;
+	mirror->aging_node.last = mirror->end - 1;
+	spin_lock(&amm->lock);
+	interval_tree_insert(&mirror->aging_node, &amm->mirrors);
+	spin_unlock(&amm->lock);
+	return 0;
+}
+
+/*
+ * Take @mirror out of reach of reclaim's questions: once this returns, no
+ * young callback uses it.  May sleep.
+ */
+void odp_aging_remove(struct odp_mirror *mirror)
+{
+	struct odp_aging_mm *amm = mirror->aging;
+
+	spin_lock(&amm->lock);
+	interval_tree_remove(&mirror->aging_node, &amm->mirrors);
+	spin_unlock(&amm->lock);
+	mirror->aging = NULL;
+	mmu_notifier_put(&amm->notifier);
+}
+
+/**
+ * odp_mirror_synchronize - wait until the core's per-mm state is freed
+ *
+ * For module exit, after the last odp_mirror_fini(): the notifier of an
+ * address space is freed after an SRCU grace period, by code of the module.
+ */
+void odp_mirror_synchronize(void)
+{
+	mmu_notifier_synchronize();
+}
