@@ -148,7 +148,9 @@ int rxe_odp_init(void)
 
 void rxe_odp_exit(void)
 {
+	/* the last fault of an MR may free its mirror */
 	destroy_workqueue(rxe_odp_wq);
+	odp_mirror_synchronize();
 }
 
 void rxe_odp_init_device_caps(struct rxe_dev *rxe)
@@ -485,8 +487,20 @@ static void rxe_odp_invalidated(struct odp_mirror *mirror,
 	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_PAGE_INVALIDATIONS, npages);
 }
 
+/* Reclaim asked whether the device used a page of the MR lately. */
+static void rxe_odp_aged(struct odp_mirror *mirror, bool young)
+{
+	struct rxe_odp_mr *odp_mr =
+		container_of(mirror, struct rxe_odp_mr, mirror);
+
+	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_YOUNG_QUERIES, 1);
+	if (young)
+		rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_YOUNG_FOUND, 1);
+}
+
 static const struct odp_mirror_ops rxe_odp_mirror_ops = {
 	.invalidated = rxe_odp_invalidated,
+	.aged = rxe_odp_aged,
 };
 
 /*
