@@ -977,6 +977,60 @@ long t_vmstat(const char *key)
 	return proc_value("/proc/vmstat", key, ' ');
 }
 
+#define T_ODP_AGING	"/sys/module/rdma_rxe/parameters/odp_aging"
+
+int t_odp_aging(void)
+{
+	FILE *f = fopen(T_ODP_AGING, "r");
+	int c;
+
+	if (!f)
+		return -1;
+	c = fgetc(f);
+	fclose(f);
+	return c == 'Y' || c == '1';
+}
+
+bool t_odp_aging_set(bool on)
+{
+	return t_knob_set(T_ODP_AGING, on);
+}
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT	21
+#endif
+
+int t_pageout(void *p, size_t len)
+{
+	int ret = madvise(p, len, MADV_PAGEOUT);
+
+	if (!ret && t_odp_aging() == 1)
+		ret = madvise(p, len, MADV_PAGEOUT);
+	return ret;
+}
+
+int t_page_states(const void *p, size_t len, char *state)
+{
+	size_t i, n = len / T_PAGE;
+	uint64_t *ent = calloc(n ? n : 1, sizeof(*ent));
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	int ret = 0;
+
+	if (!ent || fd < 0 ||
+	    pread(fd, ent, n * 8, (uintptr_t)p / T_PAGE * 8) != (ssize_t)(n * 8)) {
+		t_diag("reading /proc/self/pagemap: %s", strerror(errno));
+		ret = -1;
+		n = 0;
+	}
+	for (i = 0; i < n; i++)
+		state[i] = ent[i] >> 63 & 1 ? 'P' : ent[i] >> 62 & 1 ? 'S' : '-';
+	state[n] = 0;
+	if (fd >= 0)
+		close(fd);
+	free(ent);
+	return ret;
+}
+
 long t_hw_counter(const struct t_dev *d, const char *name)
 {
 	char path[512];

@@ -230,6 +230,24 @@ long t_vmstat(const char *key);
  */
 long t_knob_get(const char *path);
 bool t_knob_set(const char *path, long v);
+/*
+ * rdma_rxe's odp_aging parameter: 1 if ODP MRs tell reclaim which pages
+ * the device used, 0 if not, -1 if the module has no such parameter.
+ */
+int t_odp_aging(void);
+bool t_odp_aging_set(bool on);
+/*
+ * MADV_PAGEOUT of [p, p + len) until it can take every page it may: twice
+ * when odp_aging is on, since a page the device used since reclaim last
+ * asked is spared once.  Return: madvise()'s result.
+ */
+int t_pageout(void *p, size_t len);
+/*
+ * What /proc/self/pagemap says of each page of [p, p + len): 'P' present,
+ * 'S' swapped out, '-' neither; @state gets len / T_PAGE letters and a NUL.
+ * Return: 0, or -1 (reported) if pagemap cannot be read.
+ */
+int t_page_states(const void *p, size_t len, char *state);
 /* Kernel memory that registration could consume: Slab + VmallocUsed +
  * PageTables, in KiB.
  */
