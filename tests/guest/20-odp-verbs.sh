@@ -24,7 +24,7 @@ set -u
 TOP=${RXE_ODP_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${RXE_ODP_BUILD:-$TOP/build}/tests
 MODES=${ODP_TEST_MODES:-odp}
-PROGS=${ODP_TEST_PROGS:-odp_traffic odp_mprotect odp_dontneed odp_events odp_aging odp_huge_mr odp_migrate odp_prefetch odp_lifetime odp_vmops odp_ksm_thp odp_file odp_race odp_badinput odp_fuse odp_contend}
+PROGS=${ODP_TEST_PROGS:-odp_traffic odp_mprotect odp_dontneed odp_events odp_aging odp_pressure odp_huge_mr odp_migrate odp_prefetch odp_lifetime odp_vmops odp_ksm_thp odp_file odp_race odp_badinput odp_fuse odp_contend}
 TMO=${ODP_TEST_TIMEOUT:-240}
 RC_MARK="@@odp-verbs-rc@@"
 
