@@ -9,7 +9,7 @@
 #   perftest/   the logs of the perftest runs that failed
 #
 # Steps (BENCH_STEPS, default all): perftest memcpy reg fault inval migrate
-# stream numabal.  BENCH_REPS (3) repetitions; BENCH_QUICK=1 runs a small
+# aging stream numabal.  BENCH_REPS (3) repetitions; BENCH_QUICK=1 runs a small
 # matrix (to try the harness, not for results).
 #
 # perftest modes:
@@ -39,7 +39,7 @@ main() {
 	SHIM=$BUILD/bench/libbench_odp_shim.so
 	REPS=${BENCH_REPS:-3}
 	QUICK=${BENCH_QUICK:-0}
-	STEPS=${BENCH_STEPS:-perftest memcpy reg fault inval migrate stream numabal}
+	STEPS=${BENCH_STEPS:-perftest memcpy reg fault inval migrate aging stream numabal}
 	QP_TIMEOUT=${BENCH_QP_TIMEOUT:-19}
 	PT_TIMEOUT=${BENCH_PT_TIMEOUT:-120}
 	RAW=$OUT/raw.csv
@@ -132,6 +132,8 @@ main() {
 				line="${f[3]} ${f[4]}"
 				return 0
 			elif [ "$1" = lat ] && [ "${#f[@]}" -ge 9 ]; then
+				# a failed clock calibration prints inf
+				case "${f[4]} ${f[5]} ${f[2]}" in *inf*|*nan*) continue ;; esac
 				line="${f[4]} ${f[5]} ${f[7]} ${f[2]}"
 				return 0
 			fi
@@ -145,7 +147,9 @@ main() {
 		while IFS= read -r l; do
 			[[ $l =~ $re ]] || continue
 			[ "${BASH_REMATCH[1]}" -gt 0 ] && [ "${BASH_REMATCH[3]}" = 0 ] || return 1
-			[ "$2" != odp-warm ] || [ "${BASH_REMATCH[2]}" -gt 0 ] || return 1
+			case $2 in
+			odp-warm*) [ "${BASH_REMATCH[2]}" -gt 0 ] || return 1 ;;
+			esac
 			return 0
 		done <"$1"
 		return 1
@@ -177,7 +181,7 @@ main() {
 			else
 				args+=(--odp)
 			fi ;;
-		odp-warm)
+		odp-warm|odp-warm-aging*)
 			if [ "$tool" = ib_atomic_bw ]; then
 				pre=(env "LD_PRELOAD=$SHIM" BENCH_ODP_FORCE=1 BENCH_ODP_PREFETCH=1)
 			else
@@ -318,6 +322,16 @@ main() {
 	for s in memcpy reg fault inval migrate; do
 		has_step "$s" && PLAN+=("micro $s")
 	done
+	if has_step aging; then
+		# the data path's cost of marking entries used, interleaved
+		for ((rep = 1; rep <= REPS; rep++)); do
+			for state in 1 0; do
+				PLAN+=("aging_pt ib_write_bw 65536 $(iters_bw 65536) $rep $state")
+				PLAN+=("aging_pt ib_write_lat 64 $(iters_lat 64) $rep $state")
+			done
+		done
+		PLAN+=("micro pressure")
+	fi
 	if has_step stream; then
 		for op in write read send; do PLAN+=("micro stream $op"); done
 	fi
@@ -349,6 +363,49 @@ main() {
 
 	# ---- run --------------------------------------------------------------------
 
+	AGING=/sys/module/rdma_rxe/parameters/odp_aging
+	# aging_pt TOOL SIZE ITERS REP STATE: pt odp-warm with odp_aging=STATE
+	aging_pt() {
+		echo "$5" >"$AGING"
+		pt "$1" "odp-warm-aging$5" "$2" "$3" "$4"
+		echo 1 >"$AGING"
+	}
+
+	# pressure_run REPS: tests/odp_pressure, its measurements as rows
+	pressure_run() {
+		local rep l mode re out=$WORK/pressure.log filled
+		re='^# (odp_aging=1|odp_aging=0|MGLRU, odp_aging=1): ([0-9.]+) s, [0-9]+ passes, [0-9]+ memory.reclaim of [0-9A-Z]+: hot ([0-9.]+)% resident, cold ([0-9.]+)%; ([0-9]+) hot pages faulted, pswpin \+([0-9]+), ([0-9.]+) MB/s'
+		local fre='^# (odp_aging=1|odp_aging=0|MGLRU, odp_aging=1): cold part filled after [0-9.]+ s: ([0-9]+) hot pages faulted so far'
+		for ((rep = 1; rep <= $1; rep++)); do
+			"$BUILD/tests/odp_pressure" >"$out" 2>&1
+			declare -A filled=()
+			while IFS= read -r l; do
+				if [[ $l =~ $fre ]]; then
+					filled[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+					continue
+				fi
+				[[ $l =~ $re ]] || continue
+				case ${BASH_REMATCH[1]} in
+				odp_aging=1) mode=aging-on ;;
+				odp_aging=0) mode=aging-off ;;
+				*) mode=mglru-aging-on ;;
+				esac
+				row aging pressure "$mode" 0 mbps MB/s "$rep" "${BASH_REMATCH[7]}"
+				row aging pressure "$mode" 0 hot_resident % "$rep" "${BASH_REMATCH[3]}"
+				row aging pressure "$mode" 0 cold_resident % "$rep" "${BASH_REMATCH[4]}"
+				row aging pressure "$mode" 0 hot_faults pages "$rep" "${BASH_REMATCH[5]}"
+				row aging pressure "$mode" 0 hot_faults_after_fill pages "$rep" \
+					$(( BASH_REMATCH[5] - ${filled[${BASH_REMATCH[1]}]:-0} ))
+				row aging pressure "$mode" 0 pswpin_per_s "1/s" "$rep" \
+					"$(awk -v n="${BASH_REMATCH[6]}" -v t="${BASH_REMATCH[2]}" 'BEGIN { printf "%.1f", n / t }')"
+				clock
+				echo "[bench $CLOCK]   rep $rep $mode: ${BASH_REMATCH[7]} MB/s, hot ${BASH_REMATCH[3]}% resident, ${BASH_REMATCH[5]} hot pages faulted, pswpin +${BASH_REMATCH[6]} in ${BASH_REMATCH[2]} s"
+			done <"$out"
+			grep -q '^not ok' "$out" && { cp "$out" "$OUT/pressure-$rep.log"; return 1; }
+		done
+		return 0
+	}
+
 	micro() {	# micro NAME [ARG]
 		local r=$MICRO_REPS
 		case $1 in
@@ -366,6 +423,8 @@ main() {
 			[ "$QUICK" = 1 ] && msgs=64K
 			progress "RDMA $2 streams over fresh memory, cold pass then warm pass ($msgs messages)"
 			"$BIN" stream --ops "$2" --msg "$msgs" --reps "$r" --qp-timeout "$QP_TIMEOUT" --csv "$RAW" | relay ;;
+		pressure) progress "reclaim under memory.max 96 MiB: RDMA over the hot 48 MiB of 128 MiB, odp_aging on and off, MGLRU"
+			pressure_run "$r" ;;
 		numabal) progress "RDMA write stream (64 KiB) with automatic NUMA balancing on"
 			echo 1 >/proc/sys/kernel/numa_balancing
 			"$BIN" stream --ops write --msg 64K --reps "$r" --qp-timeout "$QP_TIMEOUT" --tag numabal --csv "$RAW" | relay

@@ -422,6 +422,42 @@ if any(k[:2] == (M, b) for k in vals):
     add(table(["NUMA balancing", "pinned", "odp-warm", "warm/pinned",
                "warm pass: parks", "warm pass: pages invalidated"], rows))
 
+# -- aging --
+A = "aging"
+if any(k[2].startswith("odp-warm-aging") for k in vals if k[0] == P) or \
+        any(k[0] == A for k in vals):
+    add("\n## Aging: reclaim asks the device which pages it used\n")
+    add("The data path marks each translation it uses (`odp_aging`, on by "
+        "default); with `odp_aging=0` it neither marks nor answers.  "
+        "perftest odp-warm with aging on and off, interleaved in each "
+        "repetition; the ratio is on/off:\n")
+    rows = []
+    for tool, size, met, what in (("ib_write_bw", K64, "bw", "MiB/s"),
+                                  ("ib_write_lat", 64, "lat_typical", "µs")):
+        on, off = (P, tool, "odp-warm-aging1", size, met), \
+            (P, tool, "odp-warm-aging0", size, met)
+        rows.append([f"{tool} {hsize(size)} ({what})", cell(*on), cell(*off),
+                     rcell(on, off)])
+    add(table(["measurement", "aging on", "aging off", "on/off"], rows))
+    add("\n`tests/odp/odp_pressure` as a benchmark: a cgroup with "
+        "`memory.max` 96 MiB, a 128 MiB ODP buffer whose hot 48 MiB only "
+        "the device uses (READ and WRITE, 256 KiB messages) while the CPU "
+        "fills the cold 80 MiB past the limit and `memory.reclaim` asks for "
+        "1 MiB a second.  Pinned memory cannot take part: a pinned 128 MiB "
+        "stays resident whatever the cgroup allows, and does not fit under "
+        "this `memory.max` at all.\n")
+    rows = []
+    for mode, what in (("aging-on", "classic LRU, aging on"),
+                       ("aging-off", "classic LRU, aging off"),
+                       ("mglru-aging-on", "MGLRU, aging on")):
+        k = (A, "pressure", mode, 0)
+        rows.append([what, cell(*k, "mbps"), cell(*k, "hot_resident"),
+                     cell(*k, "hot_faults"), cell(*k, "hot_faults_after_fill"),
+                     cell(*k, "pswpin_per_s")])
+    add(table(["reclaim", "RDMA MB/s", "hot resident (%)",
+               "hot pages faulted", "… once the cold part is in",
+               "swap-ins/s"], rows))
+
 # -- registration --
 add("\n## Registration (`odp_bench reg`)\n")
 add("ibv_reg_mr and ibv_dereg_mr time (µs) against size.  Up to 1 GiB the "

@@ -12,7 +12,7 @@
 #   --results DIR  where the report goes (default bench/results)
 #   --reps N       repetitions of every measurement (default 3)
 #   --quick        a small matrix, to try the harness (not for results)
-#   --steps LIST   only these steps: perftest memcpy reg fault inval
+#   --steps LIST   only these steps: perftest memcpy reg fault inval aging
 #                  migrate stream numabal
 #
 # Ratios within one run on one VM are what the results are about; the
