@@ -14,7 +14,11 @@ Cases: PAIR_PERFTEST_PROGS (default ib_write_bw ib_read_bw ib_send_bw
 ib_atomic_bw ib_write_lat ib_read_lat) x PAIR_PERFTEST_MODES (pinned odp)
 x PAIR_PERFTEST_CM (oob rdma_cm).  The ODP side is the one the test is
 about: with --odp both client and server register ODP MRs (for atomics,
-whose --odp perftest 4.5 refuses, libodp_force.so adds the flag).
+whose --odp perftest 4.5 refuses, libodp_force.so adds the flag).  Mixed
+modes: odp-a registers ODP MRs on A (the client) only, odp-b on B (the
+server) only, for a peer that has no ODP (Debian's rdma_rxe, run-pair.sh
+--stock-a / --stock-b); the ODP side's page-fault or prefetch counters
+must move, so that the case cannot pass with pinned memory on both sides.
 """
 import os
 import sys
@@ -43,7 +47,7 @@ def perftest_cmd(case, port, server):
     if prog.endswith("_bw") and prog != "ib_atomic_bw":
         cmd += ["-s", "65536"]
     env = {}
-    if mode == "odp":
+    if odp_side(mode, server):
         if prog == "ib_atomic_bw":
             env["LD_PRELOAD"] = SHIM
         else:
@@ -53,6 +57,21 @@ def perftest_cmd(case, port, server):
     if not server:
         cmd.append(PEER)
     return cmd, env
+
+
+def odp_side(mode, server):
+    """Does the server (B) or the client (A) register ODP MRs in @mode?"""
+    return mode == "odp" or mode == ("odp-b" if server else "odp-a")
+
+
+ODP_COUNTERS = ("odp_page_faults", "odp_page_prefetch")
+
+
+def odp_moved(mode, mine, srv):
+    """In a mixed mode, did the ODP side fault or prefetch pages?"""
+    side = {"odp-a": mine, "odp-b": srv}.get(mode)
+    return side is None or any((side["deltas"] or {}).get(c, 0) > 0
+                               for c in ODP_COUNTERS)
 
 
 def result_value(prog, out):
@@ -104,7 +123,10 @@ def drive():
                 break
             tap.diag("%s: perftest could not calibrate its clock (attempt %d), again" % (name, attempt + 1))
         value = result_value(prog, out)
-        if rc == 0 and srv["rc"] == 0 and value:
+        if rc == 0 and srv["rc"] == 0 and value and not odp_moved(mode, mine, srv):
+            tap.result(False, "two-host perftest %s: %s, but the ODP side faulted no page"
+                       % (name, value))
+        elif rc == 0 and srv["rc"] == 0 and value:
             tap.result(True, "two-host perftest %s: %s" % (name, value))
         else:
             tap.result(False, "two-host perftest %s (client exit %d, server exit %s%s)"

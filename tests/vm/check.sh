@@ -29,9 +29,11 @@
 # rdma-core ODP tests:
 #   TESTS="module rdma-core" RDMA_CORE_TESTS=test_odp make check
 #
-# Then three stages on two guests joined by one Ethernet link
+# Then stages on two guests joined by one Ethernet link
 # (tests/vm/run-pair.sh, tests/pair/): perftest across it at MTU 1500,
-# pinned and ODP, with and without rdma_cm; perftest under 1 % loss; and
+# pinned and ODP, with and without rdma_cm; the same with Debian's
+# rdma_rxe on one side and ODP MRs on the other; perftest under 1 % loss;
+# and
 # real engines (rdma-core's pingpong examples, UCX's ucx_perftest) on ODP
 # memory and pinned (tests/pair/engines.py).
 # RXE_PAIR=0 leaves them out; --stock and a --kernel of our own do too.
@@ -196,6 +198,14 @@ pair_stage() {	# pair_stage NAME SCRIPT [run-pair.sh options] -- [VAR=VALUE...]
 if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]; then
 	pair_stage mtu1500 tests/pair/perftest.py --mtu 1500 -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw ib_write_lat"
+	# a peer without ODP (Debian's rdma_rxe) against our ODP MRs, on
+	# the requester's side (A) and on the responder's (B)
+	pair_stage mixed-odp-a tests/pair/perftest.py --mtu 1500 --stock-b -- \
+		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw" \
+		PAIR_PERFTEST_MODES=odp-a
+	pair_stage mixed-odp-b tests/pair/perftest.py --mtu 1500 --stock-a -- \
+		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw" \
+		PAIR_PERFTEST_MODES=odp-b
 	pair_stage loss1 tests/pair/perftest.py --mtu 1500 --netem "loss 1%" -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw" PAIR_PERFTEST_CM=oob \
 		PAIR_PERFTEST_ITERS=50
