@@ -23,6 +23,7 @@
  */
 
 #include <linux/interval_tree.h>
+#include <linux/mmap_lock.h>
 #include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -100,7 +101,7 @@ static int odp_aging_test_young(struct mmu_notifier *mn,
 	return odp_aging_young(mn, address, address + PAGE_SIZE, false);
 }
 
-/* Called with the mmap lock held for write by mmu_notifier_get(). */
+/* Called with the mmap lock held for write, by odp_aging_add(). */
 static struct mmu_notifier *odp_aging_alloc_notifier(struct mm_struct *mm)
 {
 	struct odp_aging_mm *amm;
@@ -131,14 +132,21 @@ static const struct mmu_notifier_ops odp_aging_ops = {
 };
 
 /*
- * Let reclaim ask @mirror about the pages of @mm it maps; process context,
- * takes the mmap lock of @mm.  Return: 0 or a negative errno.
+ * Let reclaim ask @mirror about the pages of @mm it maps; process context.
+ * Takes the mmap lock of @mm for write, killably: a fault of the process
+ * may hold it for read as long as a file system takes to answer.
+ * Return: 0, -EINTR if the caller was killed meanwhile, or another
+ * negative errno.
  */
 int odp_aging_add(struct odp_mirror *mirror, struct mm_struct *mm)
 {
-	struct mmu_notifier *mn = mmu_notifier_get(&odp_aging_ops, mm);
+	struct mmu_notifier *mn;
 	struct odp_aging_mm *amm;
 
+	if (mmap_write_lock_killable(mm))
+		return -EINTR;
+	mn = mmu_notifier_get_locked(&odp_aging_ops, mm);
+	mmap_write_unlock(mm);
 	if (IS_ERR(mn))
 		return PTR_ERR(mn);
 	amm = to_aging_mm(mn);
