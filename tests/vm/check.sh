@@ -30,8 +30,8 @@
 #   TESTS="module rdma-core" RDMA_CORE_TESTS=test_odp make check
 #
 # Then stages on two guests joined by one Ethernet link
-# (tests/vm/run-pair.sh, tests/pair/): perftest across it at MTU 1500,
-# pinned and ODP, with and without rdma_cm; the same with Debian's
+# (tests/vm/run-pair.sh, tests/pair/): perftest across it at MTU 1500
+# and 9000, pinned and ODP, with and without rdma_cm; the same with Debian's
 # rdma_rxe on one side and ODP MRs on the other; perftest under 1 % loss;
 # and
 # real engines (rdma-core's pingpong examples, UCX's ucx_perftest) on ODP
@@ -198,6 +198,9 @@ pair_stage() {	# pair_stage NAME SCRIPT [run-pair.sh options] -- [VAR=VALUE...]
 if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]; then
 	pair_stage mtu1500 tests/pair/perftest.py --mtu 1500 -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw ib_write_lat"
+	# jumbo frames: IB MTU 4096, one page per packet
+	pair_stage mtu9000 tests/pair/perftest.py --mtu 9000 -- \
+		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw"
 	# a peer without ODP (Debian's rdma_rxe) against our ODP MRs, on
 	# the requester's side (A) and on the responder's (B)
 	pair_stage mixed-odp-a tests/pair/perftest.py --mtu 1500 --stock-b -- \
