@@ -9,7 +9,7 @@
 #   perftest/   the logs of the perftest runs that failed
 #
 # Steps (BENCH_STEPS, default all): perftest memcpy reg fault inval migrate
-# aging stream numabal.  BENCH_REPS (3) repetitions; BENCH_QUICK=1 runs a small
+# aging contend stream numabal.  BENCH_REPS (3) repetitions; BENCH_QUICK=1 runs a small
 # matrix (to try the harness, not for results).
 #
 # perftest modes:
@@ -39,7 +39,7 @@ main() {
 	SHIM=$BUILD/bench/libbench_odp_shim.so
 	REPS=${BENCH_REPS:-3}
 	QUICK=${BENCH_QUICK:-0}
-	STEPS=${BENCH_STEPS:-perftest memcpy reg fault inval migrate aging stream numabal}
+	STEPS=${BENCH_STEPS:-perftest memcpy reg fault inval migrate aging contend stream numabal}
 	QP_TIMEOUT=${BENCH_QP_TIMEOUT:-19}
 	PT_TIMEOUT=${BENCH_PT_TIMEOUT:-120}
 	RAW=$OUT/raw.csv
@@ -332,6 +332,7 @@ main() {
 		done
 		PLAN+=("micro pressure")
 	fi
+	has_step contend && PLAN+=("micro contend")
 	if has_step stream; then
 		for op in write read send; do PLAN+=("micro stream $op"); done
 	fi
@@ -369,6 +370,31 @@ main() {
 		echo "$5" >"$AGING"
 		pt "$1" "odp-warm-aging$5" "$2" "$3" "$4"
 		echo 1 >"$AGING"
+	}
+
+	# contend_run REPS: tests/odp_contend, the fault waits of its WRITE
+	# streams as rows (a bucket's bound in ms; 8192 for "longer")
+	contend_run() {
+		local rep l b v out=$WORK/contend.log
+		local re='^# the WRITE streams: ([0-9]+) fault waits, mean ([0-9]+) us; median <= ([0-9a-z]+), p99 <= ([0-9a-z]+), max <= ([0-9a-z]+)'
+		for ((rep = 1; rep <= $1; rep++)); do
+			"$BUILD/tests/odp_contend" >"$out" 2>&1
+			while IFS= read -r l; do
+				[[ $l =~ $re ]] || continue
+				row contend write_streams odp 0 fault_waits count "$rep" "${BASH_REMATCH[1]}"
+				row contend write_streams odp 0 wait_mean us "$rep" "${BASH_REMATCH[2]}"
+				for b in 3:median 4:p99 5:max; do
+					v=${BASH_REMATCH[${b%%:*}]}
+					v=${v%ms}
+					[ "$v" = longer ] && v=8192
+					row contend write_streams odp 0 "wait_${b#*:}" ms "$rep" "$v"
+				done
+				clock
+				echo "[bench $CLOCK]   rep $rep: ${l#\# }"
+			done <"$out"
+			grep -q '^not ok' "$out" && { cp "$out" "$OUT/contend-$rep.log"; return 1; }
+		done
+		return 0
 	}
 
 	# pressure_run REPS: tests/odp_pressure, its measurements as rows
@@ -423,6 +449,8 @@ main() {
 			[ "$QUICK" = 1 ] && msgs=64K
 			progress "RDMA $2 streams over fresh memory, cold pass then warm pass ($msgs messages)"
 			"$BIN" stream --ops "$2" --msg "$msgs" --reps "$r" --qp-timeout "$QP_TIMEOUT" --csv "$RAW" | relay ;;
+		contend) progress "4 QPs, an async prefetch and a CPU writer on one cold 32 MiB ODP MR: fault waits"
+			contend_run "$r" ;;
 		pressure) progress "reclaim under memory.max 96 MiB: RDMA over the hot 48 MiB of 128 MiB, odp_aging on and off, MGLRU"
 			pressure_run "$r" ;;
 		numabal) progress "RDMA write stream (64 KiB) with automatic NUMA balancing on"

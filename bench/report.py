@@ -458,6 +458,22 @@ if any(k[2].startswith("odp-warm-aging") for k in vals if k[0] == P) or \
                "hot pages faulted", "… once the cold part is in",
                "swap-ins/s"], rows))
 
+# -- contention --
+C = ("contend", "write_streams", "odp", 0)
+if any(k[:4] == C for k in vals):
+    add("\n## Faulters of the same pages (`tests/odp/odp_contend`)\n")
+    add("Four QPs stream WRITEs into one cold 32 MiB ODP MR beside an "
+        "asynchronous prefetch and a CPU writer of the same pages.  How long "
+        "the QP tasks waited for their faults, from the device's histogram "
+        "(`odp_fault_wait_1ms` .. `_4096ms`, `_longer`): the median, the "
+        "99th percentile and the longest as the bound of their bucket "
+        "(8192: longer than 4096 ms).\n")
+    add(table(["fault waits", "mean (µs)", "median ≤ (ms)", "p99 ≤ (ms)",
+               "max ≤ (ms)"],
+              [[cell(*C, "fault_waits"), cell(*C, "wait_mean"),
+                cell(*C, "wait_median"), cell(*C, "wait_p99"),
+                cell(*C, "wait_max")]]))
+
 # -- registration --
 add("\n## Registration (`odp_bench reg`)\n")
 add("ibv_reg_mr and ibv_dereg_mr time (µs) against size.  Up to 1 GiB the "

@@ -13,7 +13,7 @@
 #   --reps N       repetitions of every measurement (default 3)
 #   --quick        a small matrix, to try the harness (not for results)
 #   --steps LIST   only these steps: perftest memcpy reg fault inval aging
-#                  migrate stream numabal
+#                  contend migrate stream numabal
 #
 # Ratios within one run on one VM are what the results are about; the
 # absolute numbers are those of QEMU (TCG if KVM is unusable) on this host.

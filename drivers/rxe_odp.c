@@ -178,6 +178,27 @@ static inline void rxe_odp_count(struct rxe_dev *rxe, enum rxe_counters idx,
 	atomic64_add(n, &rxe->stats_counters[idx]);
 }
 
+/*
+ * Count a task's wait of @us for a fault: in the total, the maximum and
+ * the histogram (buckets of at most 1, 4, 16 ... 4096 ms, then longer).
+ */
+static void rxe_odp_count_wait(struct rxe_dev *rxe, s64 us)
+{
+	atomic64_t *max = &rxe->stats_counters[RXE_CNT_ODP_FAULT_WAIT_MAX_US];
+	enum rxe_counters bucket = RXE_CNT_ODP_FAULT_WAIT_1MS;
+	s64 limit = USEC_PER_MSEC, old = atomic64_read(max);
+
+	while (bucket < RXE_CNT_ODP_FAULT_WAIT_LONGER && us > limit) {
+		bucket++;
+		limit *= 4;
+	}
+	rxe_odp_count(rxe, RXE_CNT_ODP_FAULT_WAITS, 1);
+	rxe_odp_count(rxe, RXE_CNT_ODP_FAULT_WAIT_US, us);
+	rxe_odp_count(rxe, bucket, 1);
+	while (us > old && !atomic64_try_cmpxchg(max, &old, us))
+		;
+}
+
 /* Count @npages pages faulted for traffic, on demand or read ahead. */
 static void rxe_odp_count_faulted(struct rxe_odp_mr *odp_mr, long npages)
 {
@@ -299,8 +320,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 				  access);
 	waited = ktime_us_delta(ktime_get(), start);
 	rxe_odp_count_faulted(odp_mr, ret);
-	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAITS, 1);
-	rxe_odp_count(odp_mr->rxe, RXE_CNT_ODP_FAULT_WAIT_US, waited);
+	rxe_odp_count_wait(odp_mr->rxe, waited);
 	/* a fault this slow is worth a line: the peer may be retrying */
 	if (waited > RXE_ODP_SLOW_FAULT_MS * USEC_PER_MSEC)
 		pr_info_ratelimited("ODP %s fault of %llu bytes at %#llx (window %llu) took %lld ms, %lld ms of them queued: %ld\n",

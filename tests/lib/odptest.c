@@ -977,6 +977,57 @@ long t_vmstat(const char *key)
 	return proc_value("/proc/vmstat", key, ' ');
 }
 
+static const char *const t_wait_bucket[T_WAIT_BUCKETS] = {
+	"1ms", "4ms", "16ms", "64ms", "256ms", "1024ms", "4096ms", "longer",
+};
+
+int t_waits_read(const struct t_dev *d, struct t_waits *w)
+{
+	char name[64];
+	int i;
+
+	for (i = 0; i < T_WAIT_BUCKETS; i++) {
+		snprintf(name, sizeof(name), "odp_fault_wait_%s",
+			 t_wait_bucket[i]);
+		w->n[i] = t_hw_counter(d, name);
+		if (w->n[i] < 0)
+			return -1;
+	}
+	w->us = t_hw_counter(d, "odp_fault_wait_us");
+	return 0;
+}
+
+/* The bucket of the waits between @a and @b that holds the @q-quantile. */
+static const char *t_waits_quantile(const struct t_waits *a,
+				    const struct t_waits *b, double q)
+{
+	long total = 0, seen = 0;
+	int i;
+
+	for (i = 0; i < T_WAIT_BUCKETS; i++)
+		total += b->n[i] - a->n[i];
+	for (i = 0; i < T_WAIT_BUCKETS; i++) {
+		seen += b->n[i] - a->n[i];
+		if (total && seen >= q * total)
+			return t_wait_bucket[i];
+	}
+	return "-";
+}
+
+void t_waits_diag(const char *what, const struct t_waits *a,
+		  const struct t_waits *b)
+{
+	long total = 0;
+	int i;
+
+	for (i = 0; i < T_WAIT_BUCKETS; i++)
+		total += b->n[i] - a->n[i];
+	t_diag("%s: %ld fault waits, mean %ld us; median <= %s, p99 <= %s, max <= %s",
+	       what, total, total ? (b->us - a->us) / total : 0,
+	       t_waits_quantile(a, b, 0.5), t_waits_quantile(a, b, 0.99),
+	       t_waits_quantile(a, b, 1.0));
+}
+
 #define T_ODP_AGING	"/sys/module/rdma_rxe/parameters/odp_aging"
 
 int t_odp_aging(void)

@@ -231,6 +231,24 @@ long t_vmstat(const char *key);
 long t_knob_get(const char *path);
 bool t_knob_set(const char *path, long v);
 /*
+ * The device's histogram of the times QP tasks waited for ODP faults
+ * (odp_fault_wait_1ms .. _4096ms, _longer: at most 1, 4, 16 ... ms).
+ */
+#define T_WAIT_BUCKETS	8
+struct t_waits {
+	long n[T_WAIT_BUCKETS];
+	long us;		/* odp_fault_wait_us */
+};
+/* Return: 0, or -1 if the device has no such counters. */
+int t_waits_read(const struct t_dev *d, struct t_waits *w);
+/*
+ * Print the waits between two snapshots: how many, their mean, and the
+ * bucket the median, the 99th percentile and the longest fall in
+ * ("median <= 4 ms").
+ */
+void t_waits_diag(const char *what, const struct t_waits *a,
+		  const struct t_waits *b);
+/*
  * rdma_rxe's odp_aging parameter: 1 if ODP MRs tell reclaim which pages
  * the device used, 0 if not, -1 if the module has no such parameter.
  */

@@ -159,8 +159,8 @@ static bool all_streams(enum ibv_wr_opcode op, bool with_cpu)
 
 int main(int argc, char **argv)
 {
-	long waits0, us0, waits, us;
-	bool ok;
+	struct t_waits w0, w1;
+	bool ok, hist;
 	size_t i;
 	int q;
 
@@ -187,14 +187,13 @@ int main(int argc, char **argv)
 			t_bail("cannot register QP %d's buffers", q);
 	}
 
-	waits0 = t_hw_counter(&dev, "odp_fault_waits");
-	us0 = t_hw_counter(&dev, "odp_fault_wait_us");
+	hist = !t_waits_read(&dev, &w0);
 	ok = all_streams(IBV_WR_RDMA_WRITE, true);
-	waits = t_hw_counter(&dev, "odp_fault_waits") - waits0;
-	us = t_hw_counter(&dev, "odp_fault_wait_us") - us0;
+	hist = hist && !t_waits_read(&dev, &w1);
 	t_result(ok, "%d QPs stream WRITEs into one cold %d MiB ODP MR beside async prefetch and a CPU writer",
 		 NQP, (int)(LEN / T_MIB));
-	t_diag("the tasks waited for %ld faults, %ld us in all", waits, us);
+	if (hist)
+		t_waits_diag("the WRITE streams", &w0, &w1);
 
 	for (q = 0; q < NQP; q++) {
 		bool same = true;
