@@ -37,12 +37,37 @@ module_param(odp_aging, bool, 0644);
 MODULE_PARM_DESC(odp_aging,
 		 "Tell reclaim which pages On-Demand Paging MRs use (default: true)");
 
-/* The notifier of one address space and the mirrors it answers for. */
+/*
+ * The notifier of one address space and the mirrors it answers for.  Each
+ * mirror holds a reference to it, and so does the notifier itself, from
+ * the first mirror until the address space goes (->release) or the module
+ * does (odp_mirror_synchronize()): subscribing a new notifier takes
+ * mm_take_all_locks(), and a process that registers and deregisters one
+ * MR at a time would pay for that at every registration.
+ */
 struct odp_aging_mm {
 	struct mmu_notifier notifier;
 	spinlock_t lock;		/* guards @mirrors */
 	struct rb_root_cached mirrors;	/* odp_mirror.aging_node */
+	/* on odp_aging_all while it holds its own reference */
+	struct list_head resident;
 };
+
+static LIST_HEAD(odp_aging_all);
+static DEFINE_SPINLOCK(odp_aging_all_lock);
+
+/* Drop @amm's own reference, if it still holds it. */
+static void odp_aging_evict(struct odp_aging_mm *amm)
+{
+	bool held;
+
+	spin_lock(&odp_aging_all_lock);
+	held = !list_empty(&amm->resident);
+	list_del_init(&amm->resident);
+	spin_unlock(&odp_aging_all_lock);
+	if (held)
+		mmu_notifier_put(&amm->notifier);
+}
 
 static inline struct odp_aging_mm *to_aging_mm(struct mmu_notifier *mn)
 {
@@ -101,6 +126,15 @@ static int odp_aging_test_young(struct mmu_notifier *mn,
 	return odp_aging_young(mn, address, address + PAGE_SIZE, false);
 }
 
+/*
+ * The address space is going: its mirrors have been emptied by the
+ * invalidation of everything (their MRs go when the files are closed).
+ */
+static void odp_aging_release(struct mmu_notifier *mn, struct mm_struct *mm)
+{
+	odp_aging_evict(to_aging_mm(mn));
+}
+
 /* Called with the mmap lock held for write, by odp_aging_add(). */
 static struct mmu_notifier *odp_aging_alloc_notifier(struct mm_struct *mm)
 {
@@ -111,6 +145,7 @@ static struct mmu_notifier *odp_aging_alloc_notifier(struct mm_struct *mm)
 		return ERR_PTR(-ENOMEM);
 	spin_lock_init(&amm->lock);
 	amm->mirrors = RB_ROOT_CACHED;
+	INIT_LIST_HEAD(&amm->resident);
 	return &amm->notifier;
 }
 
@@ -119,11 +154,13 @@ static void odp_aging_free_notifier(struct mmu_notifier *mn)
 {
 	struct odp_aging_mm *amm = to_aging_mm(mn);
 
-	WARN_ON_ONCE(!RB_EMPTY_ROOT(&amm->mirrors.rb_root));
+	WARN_ON_ONCE(!RB_EMPTY_ROOT(&amm->mirrors.rb_root) ||
+		     !list_empty(&amm->resident));
 	kfree(amm);
 }
 
 static const struct mmu_notifier_ops odp_aging_ops = {
+	.release = odp_aging_release,
 	.clear_flush_young = odp_aging_clear_flush_young,
 	.clear_young = odp_aging_clear_young,
 	.test_young = odp_aging_test_young,
@@ -146,10 +183,19 @@ int odp_aging_add(struct odp_mirror *mirror, struct mm_struct *mm)
 	if (mmap_write_lock_killable(mm))
 		return -EINTR;
 	mn = mmu_notifier_get_locked(&odp_aging_ops, mm);
-	mmap_write_unlock(mm);
-	if (IS_ERR(mn))
+	if (IS_ERR(mn)) {
+		mmap_write_unlock(mm);
 		return PTR_ERR(mn);
+	}
 	amm = to_aging_mm(mn);
+	/* a new notifier: a reference of its own (found, it cannot fail) */
+	if (list_empty(&amm->resident) &&
+	    !IS_ERR(mmu_notifier_get_locked(&odp_aging_ops, mm))) {
+		spin_lock(&odp_aging_all_lock);
+		list_add(&amm->resident, &odp_aging_all);
+		spin_unlock(&odp_aging_all_lock);
+	}
+	mmap_write_unlock(mm);
 
 	mirror->aging = amm;
 	mirror->aging_node.start = mirror->start;
@@ -176,12 +222,25 @@ void odp_aging_remove(struct odp_mirror *mirror)
 }
 
 /**
- * odp_mirror_synchronize - wait until the core's per-mm state is freed
+ * odp_mirror_synchronize - free the core's per-mm state
  *
- * For module exit, after the last odp_mirror_fini(): the notifier of an
- * address space is freed after an SRCU grace period, by code of the module.
+ * For module exit, after the last odp_mirror_fini(): the notifiers of the
+ * address spaces that are still alive let go of them, and are freed after
+ * an SRCU grace period, by code of the module; this waits for that too.
  */
 void odp_mirror_synchronize(void)
 {
+	struct odp_aging_mm *amm;
+
+	spin_lock(&odp_aging_all_lock);
+	while (!list_empty(&odp_aging_all)) {
+		amm = list_first_entry(&odp_aging_all, struct odp_aging_mm,
+				       resident);
+		list_del_init(&amm->resident);
+		spin_unlock(&odp_aging_all_lock);
+		mmu_notifier_put(&amm->notifier);
+		spin_lock(&odp_aging_all_lock);
+	}
+	spin_unlock(&odp_aging_all_lock);
 	mmu_notifier_synchronize();
 }
