@@ -272,6 +272,34 @@ static long rxe_odp_fault_range(struct rxe_odp_mr *odp_mr, u64 addr,
 	}
 }
 
+/*
+ * Say where a slow fault spent its time.  The mirror's counters are
+ * shared by every fault of the MR, so with faults of other QPs or a
+ * prefetch in flight they tell about all of them.
+ */
+static void rxe_odp_report_slow(struct rxe_odp_mr *odp_mr,
+				const struct odp_mirror_stats *before,
+				u64 addr, u64 length, u64 window,
+				unsigned int access, s64 waited_us,
+				s64 queued_ms, long ret)
+{
+	struct odp_mirror_stats now;
+
+	odp_mirror_get_stats(&odp_mr->mirror, &now);
+	pr_info_ratelimited("ODP %s fault of %llu bytes at %#llx (window %llu) took %lld ms, %lld ms of them queued: %ld; MR: %llu passes, %llu busy, %llu raced, %llu ms for the mmap lock, %llu ms in hmm, %llu waits for other batches in %llu ms\n",
+			    access & ODP_MIRROR_WRITE ? "write" : "read",
+			    length, addr, window, waited_us / USEC_PER_MSEC,
+			    queued_ms, ret, now.passes - before->passes,
+			    now.busy_passes - before->busy_passes,
+			    now.raced_passes - before->raced_passes,
+			    (now.lock_wait_us - before->lock_wait_us) /
+				USEC_PER_MSEC,
+			    (now.hmm_us - before->hmm_us) / USEC_PER_MSEC,
+			    now.batch_waits - before->batch_waits,
+			    (now.batch_wait_us - before->batch_wait_us) /
+				USEC_PER_MSEC);
+}
+
 static void rxe_odp_fault_work(struct work_struct *work)
 {
 	struct rxe_odp_fault_job *job =
@@ -282,6 +310,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	unsigned long flags;
 	unsigned int access;
 	bool readahead;
+	struct odp_mirror_stats before;
 	ktime_t start, begun;
 	s64 waited;
 	long ret;
@@ -315,6 +344,7 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	 * changing it right now (odp_mirror_fault()'s @ahead): the task then
 	 * resumes without it and faults again when it gets there.
 	 */
+	odp_mirror_get_stats(&odp_mr->mirror, &before);
 	begun = ktime_get();
 	ret = rxe_odp_fault_range(odp_mr, addr, length, window - length,
 				  access);
@@ -323,10 +353,9 @@ static void rxe_odp_fault_work(struct work_struct *work)
 	rxe_odp_count_wait(odp_mr->rxe, waited);
 	/* a fault this slow is worth a line: the peer may be retrying */
 	if (waited > RXE_ODP_SLOW_FAULT_MS * USEC_PER_MSEC)
-		pr_info_ratelimited("ODP %s fault of %llu bytes at %#llx (window %llu) took %lld ms, %lld ms of them queued: %ld\n",
-				    access & ODP_MIRROR_WRITE ? "write" : "read",
-				    length, addr, window, waited / USEC_PER_MSEC,
-				    ktime_ms_delta(begun, start), ret);
+		rxe_odp_report_slow(odp_mr, &before, addr, length, window,
+				    access, waited, ktime_ms_delta(begun, start),
+				    ret);
 
 	if (ret >= 0 && readahead) {
 		ra_end = min_t(u64, odp_mr->mirror.end,

@@ -581,6 +581,7 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 	bool write = range->default_flags & HMM_PFN_REQ_WRITE;
 	struct mm_struct *mm = odp_mirror_mm(mirror);
 	struct odp_mirror_leaf *leaf;
+	ktime_t begun, locked;
 	unsigned long flags;
 	long ret;
 
@@ -596,21 +597,30 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 	odp_mirror_unlock(mirror, flags);
 
 	range->notifier_seq = mmu_interval_read_begin(&mirror->notifier);
+	begun = ktime_get();
 	mmap_read_lock(mm);
+	locked = ktime_get();
 	ret = hmm_range_fault(range);
 	mmap_read_unlock(mm);
+
+	flags = odp_mirror_lock(mirror);
+	mirror->stats.passes++;
+	mirror->stats.lock_wait_us += ktime_us_delta(locked, begun);
+	mirror->stats.hmm_us += ktime_us_delta(ktime_get(), locked);
 	if (ret == -EBUSY) {
 		/*
 		 * hmm gives up on any invalidation of the mirror, even of
 		 * another part of it; the pages it faulted stay mapped, so
 		 * that the next pass only walks them.
 		 */
-		flags = odp_mirror_lock(mirror);
-		if (batch->raced)
+		if (batch->raced) {
+			mirror->stats.raced_passes++;
 			ret = -EAGAIN;
-		odp_mirror_unlock(mirror, flags);
-		return ret;
+		} else {
+			mirror->stats.busy_passes++;
+		}
 	}
+	odp_mirror_unlock(mirror, flags);
 	if (ret)
 		return ret;
 
@@ -618,7 +628,11 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 		if (!odp_mirror_hold_pages(range))
 			return -EAGAIN;
 		flags = odp_mirror_lock(mirror);
-		ret = batch->raced ? -EAGAIN : 0;
+		ret = 0;
+		if (batch->raced) {
+			mirror->stats.raced_passes++;
+			ret = -EAGAIN;
+		}
 		odp_mirror_unlock(mirror, flags);
 		if (ret) {
 			odp_mirror_release_pages(range);
@@ -630,6 +644,7 @@ static long odp_mirror_fault_pass(struct odp_mirror *mirror,
 	flags = odp_mirror_lock(mirror);
 	leaf = odp_leaf_find(mirror, range->start);
 	if (batch->raced || WARN_ON_ONCE(!leaf)) {
+		mirror->stats.raced_passes++;
 		ret = -EAGAIN;
 	} else {
 		/*
@@ -772,6 +787,8 @@ static int odp_batch_arm(struct odp_mirror *mirror, struct hmm_range *range,
 					   : ODP_MIRROR_READ;
 	struct odp_mirror_batch *other;
 	unsigned long flags;
+	ktime_t begun;
+	int killed;
 	u64 id;
 
 	for (;;) {
@@ -804,9 +821,16 @@ static int odp_batch_arm(struct odp_mirror *mirror, struct hmm_range *range,
 			return 0;
 		}
 		id = other->id;
+		mirror->stats.batch_waits++;
 		odp_mirror_unlock(mirror, flags);
-		if (wait_event_killable(mirror->batch_wq,
-					odp_batch_done(mirror, id)))
+		begun = ktime_get();
+		killed = wait_event_killable(mirror->batch_wq,
+					     odp_batch_done(mirror, id));
+		flags = odp_mirror_lock(mirror);
+		mirror->stats.batch_wait_us += ktime_us_delta(ktime_get(),
+							      begun);
+		odp_mirror_unlock(mirror, flags);
+		if (killed)
 			return -EINTR;
 	}
 }

@@ -74,6 +74,14 @@ struct odp_mirror_stats {
 	u64 invalidations;	/* invalidation callbacks that hit the mirror */
 	u64 invalidated_pages;	/* pages made inaccessible by them */
 	u64 leaves;		/* leaf tables allocated now */
+	/* where the time of odp_mirror_fault() goes, for slow faults */
+	u64 passes;		/* hmm_range_fault() calls */
+	u64 busy_passes;	/* given up on for an invalidation elsewhere */
+	u64 raced_passes;	/* overlapped by an invalidation */
+	u64 lock_wait_us;	/* waiting for the mmap lock */
+	u64 hmm_us;		/* inside hmm_range_fault() */
+	u64 batch_waits;	/* waits for another faulter's batch */
+	u64 batch_wait_us;	/* time in them */
 };
 
 struct odp_mirror;
