@@ -72,8 +72,17 @@ for f in kernel/odp_mirror.c kernel/odp_mirror.h kernel/odp_aging.c \
 	cp "$TOP/$f" "$OUT/"
 done
 cp "$TOP/Kbuild" "$OUT/Kbuild"
+# the notifier core alone, with its test device (tests/core/)
+mkdir -p "$OUT/selftest"
+for f in kernel/Kbuild kernel/odp_mirror.c kernel/odp_mirror.h \
+	kernel/odp_aging.c kernel/odp_aging.h kernel/odp_mirror_test.c \
+	kernel/test_odp_mirror.h; do
+	[ -f "$TOP/$f" ] || die "$f missing from the source tree"
+	cp "$TOP/$f" "$OUT/selftest/"
+done
 rm -rf "$OUT.tmp"
 echo "$stamp" >"$OUT/.source"
 
 make -s -C "$KDIR" M="$OUT" ${KBUILD_EXTRA:-} modules
-echo "build-rxe: $OUT/rdma_rxe.ko (linux-source-6.1 $src_ver, $KVER)"
+make -s -C "$KDIR" M="$OUT/selftest" ${KBUILD_EXTRA:-} modules
+echo "build-rxe: $OUT/rdma_rxe.ko and $OUT/selftest/test_odp_mirror.ko (linux-source-6.1 $src_ver, $KVER)"

@@ -17,7 +17,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 
 install -d -m 755 "$DIR/kernel" "$DIR/drivers/patches" "$DIR/scripts"
 install -m 644 "$TOP/Kbuild" "$DIR/Kbuild"
-install -m 644 "$TOP"/kernel/*.[ch] "$DIR/kernel/"
+install -m 644 "$TOP"/kernel/*.[ch] "$TOP/kernel/Kbuild" "$DIR/kernel/"
 install -m 644 "$TOP"/drivers/*.[ch] "$DIR/drivers/"
 install -m 644 "$TOP/drivers/patches/series" "$DIR/drivers/patches/"
 # Only the patches the series names (and exactly those).
