@@ -502,10 +502,15 @@ struct storm {
 	long drops;
 };
 
-/* MADV_DONTNEED of random 64 KiB chunks of [buf, buf + LEN), nonstop. */
+/*
+ * MADV_DONTNEED of random 64 KiB chunks of [buf, buf + LEN), nonstop, with
+ * a nap of T_STORM_NAP_US (default 100) microseconds between two.
+ */
 static void *storm_fn(void *arg)
 {
-	struct timespec nap = { 0, 100 * 1000 };
+	const char *env = getenv("T_STORM_NAP_US");
+	long nap_us = env ? atol(env) : 100;
+	struct timespec nap = { 0, nap_us * 1000 };
 	struct storm *st = arg;
 	uint64_t seed = 91;
 	size_t off;
@@ -515,7 +520,8 @@ static void *storm_fn(void *arg)
 		st->buf[off] = 1;	/* a page for the next one to drop */
 		madvise(st->buf + off, RACE_CHUNK, MADV_DONTNEED);
 		st->drops++;
-		nanosleep(&nap, NULL);
+		if (nap_us > 0)
+			nanosleep(&nap, NULL);
 	}
 	return NULL;
 }
