@@ -43,7 +43,7 @@ struct rxe_odp_fault_job;
  * most one fault at a time.  Written by the task while IDLE or FAILED, by
  * the worker while PENDING; @state hands the slot over with release/acquire.
  * The worker reaches the slot only through @job, and only while the QP is
- * alive: the fault itself runs apart from the QP (see rxe_odp.c).
+ * alive: the fault itself runs apart from the QP (see rxe_odp_fault.c).
  */
 struct rxe_odp_fault {
 	struct rxe_odp_fault_job *job;		/* NULL once the QP is gone */

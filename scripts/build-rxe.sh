@@ -67,7 +67,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 cp "$OUT.tmp"/drivers/infiniband/sw/rxe/*.[ch] "$OUT/"
 for f in kernel/odp_mirror.c kernel/odp_mirror.h kernel/odp_aging.c \
-	kernel/odp_aging.h drivers/rxe_odp.c drivers/rxe_odp.h; do
+	kernel/odp_aging.h drivers/rxe_odp.h drivers/rxe_odp_loc.h \
+	drivers/rxe_odp_mr.c drivers/rxe_odp_fault.c; do
 	[ -f "$TOP/$f" ] || die "$f missing from the source tree"
 	cp "$TOP/$f" "$OUT/"
 done

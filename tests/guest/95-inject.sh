@@ -9,7 +9,7 @@
 # (require-start/require-end): an allocation may fail only if a return
 # address in its first 32 stack frames lies in the aimed range.  Two rounds:
 #
-#   odp  the range is our ODP code (kernel/odp_mirror.c, drivers/rxe_odp.c:
+#   odp  the range is our ODP code (kernel/odp_mirror.c, drivers/rxe_odp_*.c:
 #        their functions in /proc/kallsyms, found by name in the .o files
 #        next to RXE_MODULE): MR registration, the fault worker and
 #        everything under it in process context (hmm_range_fault's page
