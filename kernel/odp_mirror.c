@@ -841,10 +841,9 @@ static int odp_batch_arm(struct odp_mirror *mirror, struct hmm_range *range,
  * A batch that an invalidation overlapped is faulted again, as any
  * mmu_interval_notifier user does.  If it reaches past @need_end, only its
  * part before @need_end is: pages from @need_end on were not asked for,
- * only hoped for, and a pass over them costs a page fault per page (about
- * a second for 2 MiB under loaded emulation) while the device waits; they
- * are given up after a race, an error, or a few passes that hmm gave up
- * on.  A batch that was all asked for is faulted again once as it was,
+ * only hoped for, and a pass over them costs a page fault per page while
+ * the device waits; they are given up after a race, an error, or a few
+ * passes that hmm gave up on.  A batch that was all asked for is faulted again once as it was,
  * since a write fault invalidates what it replaces (the zero page, a COW
  * page) and may have marked the batch itself; after that, only its first
  * half (at least one page): each pass walks and faults the whole batch
@@ -1073,12 +1072,11 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 		/*
 		 * What was asked for comes in batches of its own, and what is
 		 * only hoped for in short ones: hmm_range_fault() faults every
-		 * page of a batch before it looks for invalidations, and a
-		 * batch that reached far past what the device needs kept it
-		 * waiting for a page fault per page (tens of seconds for 2 MiB
-		 * on a loaded emulated CPU, with MADV_FREE and MADV_PAGEOUT
-		 * racing).  Short speculative batches also give way to demand
-		 * faults at short intervals.
+		 * page of a batch before it looks for invalidations, so a
+		 * batch that reaches far past what the device needs keeps it
+		 * waiting for a page fault per page it did not ask for.
+		 * Short speculative batches also give way to demand faults at
+		 * short intervals.
 		 */
 		if (start < need_end && !speculative)
 			planned = min(planned, need_end);

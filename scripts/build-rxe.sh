@@ -9,7 +9,9 @@
 # 2. extract drivers/infiniband/sw/rxe from /usr/src/linux-source-6.1.tar.xz;
 # 3. apply drivers/patches/series in order (quilt layout, -p1);
 # 4. add our own sources (kernel/ notifier core, drivers/ rxe ODP code);
-# 5. build against /lib/modules/KVER/build with the top-level Kbuild.
+# 5. build against /lib/modules/KVER/build with the top-level Kbuild;
+# 6. unless RXE_SELFTEST=0 (DKMS), build OUTDIR/selftest/test_odp_mirror.ko,
+#    the notifier core with its test device (kernel/Kbuild, tests/core/).
 #
 # KDIR=DIR builds against another kernel tree.  For a kernel built from
 # linux-source-6.1 itself (the debug kernel of scripts/build-debug-kernel.sh)
@@ -85,5 +87,9 @@ rm -rf "$OUT.tmp"
 echo "$stamp" >"$OUT/.source"
 
 make -s -C "$KDIR" M="$OUT" ${KBUILD_EXTRA:-} modules
-make -s -C "$KDIR" M="$OUT/selftest" ${KBUILD_EXTRA:-} modules
-echo "build-rxe: $OUT/rdma_rxe.ko and $OUT/selftest/test_odp_mirror.ko (linux-source-6.1 $src_ver, $KVER)"
+if [ "${RXE_SELFTEST:-1}" != 0 ]; then
+	make -s -C "$KDIR" M="$OUT/selftest" ${KBUILD_EXTRA:-} modules
+	echo "build-rxe: $OUT/rdma_rxe.ko and $OUT/selftest/test_odp_mirror.ko (linux-source-6.1 $src_ver, $KVER)"
+else
+	echo "build-rxe: $OUT/rdma_rxe.ko (linux-source-6.1 $src_ver, $KVER)"
+fi
