@@ -6,7 +6,6 @@
  * rxe_odp.h.
  */
 
-#include <linux/highmem.h>
 #include <linux/module.h>
 #include <linux/refcount.h>
 #include <linux/sched/mm.h>
@@ -200,39 +199,26 @@ int rxe_odp_mr_copy(struct rxe_mr *mr, u64 iova, void *addr, int length,
 }
 
 /*
- * Execute an 8-byte atomic on an ODP MR, under the mirror's lock so that
- * the page cannot go away meanwhile.  Return: 0, -EAGAIN, -EFAULT, or
- * -EINVAL for a misaligned address.
+ * Execute an 8-byte atomic on an ODP MR.  Never sleeps.  Return: 0,
+ * -EAGAIN (the task must park), -EFAULT, or -EINVAL for a misaligned
+ * address.
  */
 int rxe_odp_mr_atomic(struct rxe_mr *mr, u64 iova, bool cmp_swap,
 		      u64 compare, u64 swap_add, u64 *orig,
 		      struct rxe_odp_fault *fault)
 {
-	const unsigned int access = ODP_MIRROR_READ | ODP_MIRROR_WRITE;
 	u64 va = rxe_odp_addr(mr, iova);
-	unsigned long flags;
-	struct page *page;
-	u64 *p;
+	int err;
 
 	if (mr_check_range(mr, iova, sizeof(u64)))
 		return -EFAULT;
-	if (va & (sizeof(u64) - 1))
-		return -EINVAL;
-
-	flags = odp_mirror_lock(mr->odp);
-	page = odp_mirror_lookup(mr->odp, va, access);
-	if (!page) {
-		odp_mirror_unlock(mr->odp, flags);
-		fault->ahead = sizeof(u64);
-		return rxe_odp_miss(fault, mr, va, sizeof(u64), access);
-	}
-
-	p = kmap_local_page(page) + offset_in_page(va);
-	*orig = rxe_atomic_op(p, cmp_swap, compare, swap_add);
-	kunmap_local(p);
-
-	odp_mirror_unlock(mr->odp, flags);
-	return 0;
+	err = odp_mirror_atomic64(mr->odp, va, cmp_swap, compare, swap_add,
+				  orig);
+	if (err != -EAGAIN)
+		return err;
+	fault->ahead = sizeof(u64);
+	return rxe_odp_miss(fault, mr, va, sizeof(u64),
+			    ODP_MIRROR_READ | ODP_MIRROR_WRITE);
 }
 
 /* One SGE of a prefetch: a referenced ODP MR and the user range in it. */

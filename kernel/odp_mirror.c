@@ -1110,17 +1110,13 @@ out_free:
 	return ret < 0 ? ret : installed;
 }
 
-/**
- * odp_mirror_lookup - the page at @addr, if the device may access it so
- * @mirror: the mirror, locked with odp_mirror_lock()
- * @addr: an address inside the mirror
- * @access: ODP_MIRROR_READ and/or ODP_MIRROR_WRITE
- *
- * The page may only be used until the lock is dropped.
- * Return: the page, or NULL if it has to be faulted first.
+/*
+ * The page at @addr, if the device may access it so, else NULL; marked as
+ * used.  Called with the lock held; the page may only be used until it is
+ * dropped.
  */
-struct page *odp_mirror_lookup(struct odp_mirror *mirror, unsigned long addr,
-			       unsigned int access)
+static struct page *odp_mirror_lookup(struct odp_mirror *mirror,
+				      unsigned long addr, unsigned int access)
 {
 	unsigned long entry;
 
@@ -1129,6 +1125,77 @@ struct page *odp_mirror_lookup(struct odp_mirror *mirror, unsigned long addr,
 		return NULL;
 	entry = odp_mirror_entry(mirror, addr, access, true);
 	return (struct page *)(entry & ~ODP_MIRROR_ACCESS_MASK);
+}
+
+/**
+ * odp_mirror_accessible - may the device access the page at @addr so now
+ * @mirror: the mirror
+ * @addr: an address
+ * @access: ODP_MIRROR_READ and/or ODP_MIRROR_WRITE
+ *
+ * Never sleeps.  The answer may be stale as soon as it is given: for
+ * tests and statistics, not for deciding to touch the page.
+ */
+bool odp_mirror_accessible(struct odp_mirror *mirror, unsigned long addr,
+			   unsigned int access)
+{
+	unsigned long flags;
+	bool ret;
+
+	if (addr < mirror->start || addr >= mirror->end)
+		return false;
+	flags = odp_mirror_lock(mirror);
+	ret = odp_mirror_entry(mirror, addr, access, false);
+	odp_mirror_unlock(mirror, flags);
+	return ret;
+}
+
+/**
+ * odp_mirror_atomic64 - an 8-byte atomic operation on the mirrored range
+ * @mirror: the mirror
+ * @addr: an 8-byte aligned address in the mirrored range
+ * @cmp_swap: compare and swap if true, else fetch and add
+ * @compare: the value compared with (compare and swap)
+ * @swap_add: the value swapped in or added
+ * @orig: set to the value found at @addr
+ *
+ * Never sleeps; callable from softirq.  The operation is the CPU's own
+ * atomic instruction, so it is atomic against the process and against
+ * every other device, done under the mirror's lock so that the page
+ * cannot go away meanwhile.
+ *
+ * Return: 0; -EAGAIN if the page must be faulted for write first
+ * (odp_mirror_fault()); -EFAULT outside the mirror; -EINVAL if @addr is
+ * not 8-byte aligned.
+ */
+int odp_mirror_atomic64(struct odp_mirror *mirror, unsigned long addr,
+			bool cmp_swap, u64 compare, u64 swap_add, u64 *orig)
+{
+	unsigned long flags;
+	struct page *page;
+	u64 *p;
+
+	if (addr < mirror->start || addr >= mirror->end ||
+	    mirror->end - addr < sizeof(u64))
+		return -EFAULT;
+	if (!IS_ALIGNED(addr, sizeof(u64)))
+		return -EINVAL;
+
+	flags = odp_mirror_lock(mirror);
+	page = odp_mirror_lookup(mirror, addr,
+				 ODP_MIRROR_READ | ODP_MIRROR_WRITE);
+	if (!page) {
+		odp_mirror_unlock(mirror, flags);
+		return -EAGAIN;
+	}
+	p = kmap_local_page(page) + offset_in_page(addr);
+	if (cmp_swap)
+		*orig = cmpxchg64(p, compare, swap_add);
+	else
+		*orig = atomic64_fetch_add(swap_add, (atomic64_t *)p);
+	kunmap_local(p);
+	odp_mirror_unlock(mirror, flags);
+	return 0;
 }
 
 /**

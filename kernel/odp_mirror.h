@@ -149,8 +149,11 @@ long odp_mirror_fault(struct odp_mirror *mirror, unsigned long addr,
 int odp_mirror_copy(struct odp_mirror *mirror, unsigned long addr, void *buf,
 		    size_t length, bool to_mirror);
 
-struct page *odp_mirror_lookup(struct odp_mirror *mirror, unsigned long addr,
-			       unsigned int access);
+int odp_mirror_atomic64(struct odp_mirror *mirror, unsigned long addr,
+			bool cmp_swap, u64 compare, u64 swap_add, u64 *orig);
+
+bool odp_mirror_accessible(struct odp_mirror *mirror, unsigned long addr,
+			   unsigned int access);
 
 void odp_mirror_get_stats(struct odp_mirror *mirror,
 			  struct odp_mirror_stats *stats);

@@ -4,7 +4,7 @@
  * lib/test_hmm.c.  Each open file of /dev/test_odp_mirror is one mirror of
  * a range of the opener's address space, and its ioctls (see
  * test_odp_mirror.h) are what a device does with a mirror: fault, copy
- * through the entries, look them up, prefetch, cancel.  The device itself
+ * through the entries, atomics, look them up, prefetch, cancel.  The device itself
  * never holds a page: whether an entry exists is all that the tests see,
  * and the data they copy goes through the entries as a device's would.
  */
@@ -149,23 +149,37 @@ static long odp_test_present(struct odp_mirror *mirror,
 {
 	unsigned int access = odp_test_access(cmd->access) &
 			      (ODP_MIRROR_READ | ODP_MIRROR_WRITE);
-	unsigned long addr, end, flags;
+	unsigned long addr, end;
 	s64 n = 0;
 
 	if (!access || check_add_overflow(cmd->addr, cmd->length, &end))
 		return -EINVAL;
 	for (addr = ALIGN_DOWN(cmd->addr, PAGE_SIZE); addr < end;
 	     addr += PAGE_SIZE) {
-		flags = odp_mirror_lock(mirror);
-		if (odp_mirror_lookup(mirror, addr, access))
+		if (odp_mirror_accessible(mirror, addr, access))
 			n++;
-		odp_mirror_unlock(mirror, flags);
 		if (fatal_signal_pending(current))
 			return -EINTR;
 		cond_resched();
 	}
 	cmd->result = n;
 	return 0;
+}
+
+static long odp_test_atomic(struct odp_mirror *mirror, void __user *uarg)
+{
+	struct odp_test_atomic at;
+	long ret;
+
+	if (copy_from_user(&at, uarg, sizeof(at)))
+		return -EFAULT;
+	if (at.pad || at.cmp_swap > 1)
+		return -EINVAL;
+	ret = odp_mirror_atomic64(mirror, at.addr, at.cmp_swap, at.compare,
+				  at.swap_add, &at.orig);
+	if (!ret && copy_to_user(uarg, &at, sizeof(at)))
+		ret = -EFAULT;
+	return ret;
 }
 
 static void odp_test_stats(struct odp_mirror *mirror,
@@ -209,6 +223,7 @@ static long odp_test_ioctl(struct file *filp, unsigned int op,
 		break;
 	case ODP_TEST_IOC_STATS:
 	case ODP_TEST_IOC_CANCEL:
+	case ODP_TEST_IOC_ATOMIC:
 		break;
 	default:
 		return -ENOTTY;
@@ -233,6 +248,8 @@ static long odp_test_ioctl(struct file *filp, unsigned int op,
 	case ODP_TEST_IOC_STATS:
 		odp_test_stats(mirror, &stats);
 		return copy_to_user(uarg, &stats, sizeof(stats)) ? -EFAULT : 0;
+	case ODP_TEST_IOC_ATOMIC:
+		return odp_test_atomic(mirror, uarg);
 	default:
 		odp_mirror_cancel(mirror);
 		return 0;

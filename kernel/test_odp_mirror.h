@@ -30,6 +30,15 @@ struct odp_test_cmd {
 	__s64 result;	/* out: pages (IOC_FAULT, IOC_PRESENT) */
 };
 
+struct odp_test_atomic {
+	__u64 addr;	/* 8-byte aligned */
+	__u64 compare;	/* compare and swap: the value compared with */
+	__u64 swap_add;	/* the value swapped in or added */
+	__u64 orig;	/* out: the value found */
+	__u32 cmp_swap;	/* 1: compare and swap, 0: fetch and add */
+	__u32 pad;	/* 0 */
+};
+
 struct odp_test_stats {
 	__u64 faults;
 	__u64 faulted_pages;
@@ -55,5 +64,7 @@ struct odp_test_stats {
 #define ODP_TEST_IOC_STATS		_IOR('O', 0x45, struct odp_test_stats)
 /* odp_mirror_cancel() */
 #define ODP_TEST_IOC_CANCEL		_IO('O', 0x46)
+/* odp_mirror_atomic64(); EAGAIN if the page is not writable through it */
+#define ODP_TEST_IOC_ATOMIC		_IOWR('O', 0x47, struct odp_test_atomic)
 
 #endif /* _TEST_ODP_MIRROR_H */

@@ -416,6 +416,60 @@ TEST_F(mirror, fork_cow)
 	ASSERT_EQ(-1, first_bad(self->buf, 64, 40));
 }
 
+static long mirror_atomic(int fd, void *addr, int cmp_swap, uint64_t compare,
+			  uint64_t swap_add, uint64_t *orig)
+{
+	struct odp_test_atomic at = {
+		.addr = (uintptr_t)addr,
+		.compare = compare,
+		.swap_add = swap_add,
+		.cmp_swap = cmp_swap,
+	};
+
+	if (ioctl(fd, ODP_TEST_IOC_ATOMIC, &at))
+		return -errno;
+	*orig = at.orig;
+	return 0;
+}
+
+/*
+ * 8-byte atomics through the entries land in the CPU's page; they need a
+ * writable entry, an aligned address inside the mirror.
+ */
+TEST_F(mirror, atomics)
+{
+	uint64_t *word = (uint64_t *)(self->buf + 3 * PAGE + 64), orig = 0;
+
+	ASSERT_EQ(-EAGAIN, mirror_atomic(self->fd, word, 0, 0, 1, &orig));
+	ASSERT_EQ(1, mirror_fault(self->fd, word, 8, R));
+	/* a read-only entry takes no atomic */
+	ASSERT_EQ(-EAGAIN, mirror_atomic(self->fd, word, 0, 0, 1, &orig));
+	ASSERT_EQ(1, mirror_fault(self->fd, word, 8, RW));
+	*word = 40;
+	ASSERT_EQ(0, mirror_atomic(self->fd, word, 0, 0, 2, &orig));
+	ASSERT_EQ(40, orig);
+	ASSERT_EQ(42, *word);
+	/* compare and swap: a mismatch changes nothing, a match swaps */
+	ASSERT_EQ(0, mirror_atomic(self->fd, word, 1, 41, 7, &orig));
+	ASSERT_EQ(42, orig);
+	ASSERT_EQ(42, *word);
+	ASSERT_EQ(0, mirror_atomic(self->fd, word, 1, 42, 7, &orig));
+	ASSERT_EQ(42, orig);
+	ASSERT_EQ(7, *word);
+	/* the bytes around the word are untouched */
+	ASSERT_EQ((3 * 7 + 1) % 255 + 1, self->buf[3 * PAGE + 63]);
+	ASSERT_EQ((3 * 7 + 1) % 255 + 1, self->buf[3 * PAGE + 72]);
+	ASSERT_EQ(-EINVAL, mirror_atomic(self->fd, (uint8_t *)word + 4, 0, 0,
+					 1, &orig));
+	ASSERT_EQ(-EFAULT, mirror_atomic(self->fd, self->buf + LEN, 0, 0, 1,
+					 &orig));
+	ASSERT_EQ(-EFAULT, mirror_atomic(self->fd, self->buf + LEN - 4, 0, 0,
+					 1, &orig));
+	/* after MADV_DONTNEED the entry is gone: fault again */
+	ASSERT_EQ(0, madvise(self->buf, LEN, MADV_DONTNEED));
+	ASSERT_EQ(-EAGAIN, mirror_atomic(self->fd, word, 0, 0, 1, &orig));
+}
+
 /* After cancel no fault succeeds; what is installed stays readable. */
 TEST_F(mirror, cancel)
 {
