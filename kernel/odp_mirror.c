@@ -835,20 +835,77 @@ static int odp_batch_arm(struct odp_mirror *mirror, struct hmm_range *range,
 	}
 }
 
+/* What a batch has tried so far; see odp_batch_retry(). */
+struct odp_batch_tries {
+	unsigned int races;	/* passes that an invalidation overlapped */
+	unsigned int busy;	/* passes ahead of need that hmm gave up on */
+};
+
 /*
- * Fault one batch that lies inside one leaf and install it.
- *
- * A batch that an invalidation overlapped is faulted again, as any
- * mmu_interval_notifier user does.  If it reaches past @need_end, only its
- * part before @need_end is: pages from @need_end on were not asked for,
- * only hoped for, and a pass over them costs a page fault per page while
- * the device waits; they are given up after a race, an error, or a few
- * passes that hmm gave up on.  A batch that was all asked for is faulted again once as it was,
- * since a write fault invalidates what it replaces (the zero page, a COW
- * page) and may have marked the batch itself; after that, only its first
- * half (at least one page): each pass walks and faults the whole batch
- * again, and a busy range (the process keeps discarding or protecting
- * pages in it) lets a short pass through sooner than a long one.
+ * The retry policy of a batch, after a pass over @range that failed with
+ * @ret.  Pages from @need_end on were not asked for, only hoped for, and a
+ * pass over them costs a page fault per page while the device waits.
+ *  - -EBUSY (hmm gave up for an invalidation elsewhere in the mirror; what
+ *    it faulted stays mapped, so the next pass only walks it): pass again
+ *    as it is, while the batch lies within what was asked for; at most
+ *    ODP_MIRROR_AHEAD_PASSES times while it reaches past it.
+ *  - -EAGAIN (an invalidation overlapped the batch): pass again as it is
+ *    the first time, if the batch lies within what was asked for, since a
+ *    write fault invalidates what it replaces (the zero page, a COW page)
+ *    and may have marked the batch itself.
+ *  - Otherwise a batch that reaches past @need_end is cut back to it, one
+ *    wholly past it gives up, and one within gives up on an error, or
+ *    after a race passes again over its first half (at least a page): each
+ *    pass walks and faults the whole batch, and while the process keeps
+ *    discarding or protecting pages in it a short pass gets through sooner
+ *    than a long one.
+ * Return: true to pass again over @range (which may have been shortened),
+ * false to give up with @ret.
+ */
+static bool odp_batch_retry(struct hmm_range *range, unsigned long need_end,
+			    long ret, struct odp_batch_tries *tries)
+{
+	bool within = range->end <= need_end;
+
+	if (ret == -EBUSY &&
+	    (within || ++tries->busy < ODP_MIRROR_AHEAD_PASSES))
+		return true;
+	if (ret == -EAGAIN && ++tries->races == 1 && within)
+		return true;
+	if (range->start >= need_end)
+		return false;
+	if (!within) {
+		range->end = need_end;
+		tries->busy = 0;
+		return true;
+	}
+	if (ret != -EAGAIN)
+		return false;
+	range->end = range->start +
+		max(PAGE_SIZE, ALIGN_DOWN((range->end - range->start) / 2,
+					  PAGE_SIZE));
+	return true;
+}
+
+/* Why @batch must stop before its next pass (a negative errno), or 0. */
+static long odp_batch_stop(struct odp_mirror *mirror,
+			   struct odp_mirror_batch *batch,
+			   unsigned long timeout)
+{
+	if (READ_ONCE(mirror->cancelled))
+		return -ECANCELED;
+	/* a fault somebody waits for wants these pages */
+	if (READ_ONCE(batch->yield) && batch->speculative)
+		return -EBUSY;
+	if (time_after(jiffies, timeout))
+		return -EBUSY;
+	return 0;
+}
+
+/*
+ * Fault one batch that lies inside one leaf and install it, passing over
+ * it again after a race with an invalidation, as any mmu_interval_notifier
+ * user does, as odp_batch_retry() decides.
  * Return: pages installed, with range->end moved back to the end of what
  * was installed; or a negative errno (-EBUSY if the batch did not complete
  * in a second).
@@ -864,7 +921,7 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 	};
 	unsigned long timeout =
 		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
-	unsigned int races = 0, busy = 0;
+	struct odp_batch_tries tries = { 0 };
 	unsigned long flags;
 	long ret;
 
@@ -877,47 +934,12 @@ static long odp_mirror_fault_batch(struct odp_mirror *mirror,
 	if (ret)
 		goto out;
 	for (;;) {
-		if (READ_ONCE(mirror->cancelled)) {
-			ret = -ECANCELED;
+		ret = odp_batch_stop(mirror, &batch, timeout);
+		if (ret)
 			break;
-		}
-		/* a fault somebody waits for wants these pages */
-		if (READ_ONCE(batch.yield) && batch.speculative) {
-			ret = -EBUSY;
-			break;
-		}
-		if (time_after(jiffies, timeout)) {
-			ret = -EBUSY;
-			break;
-		}
 		ret = odp_mirror_fault_pass(mirror, range, &batch);
-		if (ret >= 0)
+		if (ret >= 0 || !odp_batch_retry(range, need_end, ret, &tries))
 			break;
-		if (ret == -EBUSY) {
-			/* an invalidation elsewhere: the pages stay mapped */
-			if (range->end <= need_end ||
-			    ++busy < ODP_MIRROR_AHEAD_PASSES) {
-				cond_resched();
-				continue;
-			}
-		} else if (ret == -EAGAIN && ++races == 1 &&
-			   range->end <= need_end) {
-			cond_resched();
-			continue;
-		}
-		/* a race, an error, or hmm giving up on the part ahead */
-		if (range->start >= need_end)
-			break;
-		if (range->end > need_end) {
-			range->end = need_end;
-			busy = 0;
-			continue;
-		}
-		if (ret != -EAGAIN)
-			break;
-		range->end = range->start +
-			max(PAGE_SIZE, ALIGN_DOWN((range->end - range->start) / 2,
-						  PAGE_SIZE));
 		cond_resched();
 	}
 out:
