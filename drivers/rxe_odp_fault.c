@@ -298,8 +298,8 @@ out:
  * Wake the parked task with keepalive_due set, every RXE_ODP_KEEPALIVE_MS
  * while its fault is pending.  A timer rather than delayed work: the
  * keepalive races the peer's retransmit timer, a timer too, and a work
- * item waits for a kworker to be scheduled after its timer fired (70-150
- * ms late on a busy machine), long enough for the peer to resend a window.
+ * item also waits for a kworker to be scheduled after its timer fired,
+ * which on a busy machine is long enough for the peer to resend a window.
  * Takes no reference: rxe_odp_fault_fini() stops it before the QP goes.
  */
 static void rxe_odp_keepalive_tick(struct timer_list *timer)
