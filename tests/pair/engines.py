@@ -51,8 +51,12 @@ and only that one (the signal, and uct_ib_md_close in its backtrace), is
 reported as a diagnostic instead of a failure; every other check of the
 case still holds.
 
-PAIR_ENGINES_CASES selects cases by name prefix (default: all).
+PAIR_ENGINES_CASES selects cases by name prefix (default: all);
+PAIR_ENGINES_REPEAT=N runs each selected case N times (to chase a rare
+failure).  Each case has a time budget: PAIR_ENGINES_TIMEOUT seconds (150),
+plus, for the data checkers, the time their bytes take at CHECK_RATE.
 """
+import copy
 import os
 import re
 import subprocess
@@ -62,6 +66,10 @@ import pairlib
 from pairlib import DEV, GID, PEER, Peer, Tap, run_client
 
 TMO = int(os.environ.get("PAIR_ENGINES_TIMEOUT", "150"))
+# The slowest rate a data checker's transfers may run at before its case
+# times out, in bytes per second: under TCG they move 4-8 MB/s.  A case
+# that moves 876 MiB (64K,4M,32M,256M sent, put and got) takes 110-160 s.
+CHECK_RATE = 2 << 20
 PRELOAD = pairlib.BUILD + "/userspace/librxeodp-preload.so"
 GLOBAL_KEY = r"using odp global key"
 UCX_EXIT_BUG = r"uct_ib_md_close"
@@ -161,13 +169,23 @@ class Case:
         self.env, self.port, self.kind = env, port, kind
         self.mr, self.data, self.ucx_odp = mr, data, ucx_odp
         self.stock = None	# STOCK_OUTCOMES[name] on the stock driver
+        self.budget = TMO	# seconds the server side may run
+
+
+def sizes_bytes(sizes):
+    """The bytes of @sizes ("64K,4M"), one transfer of each."""
+    return [int(x[:-1]) << {"K": 10, "M": 20}[x[-1]] if x[-1] in "KM"
+            else int(x) for x in sizes.split(",")]
+
+
+def check_budget(sizes):
+    """A data checker's budget: each size sent, put and got."""
+    return TMO + 3 * sum(sizes_bytes(sizes)) // CHECK_RATE
 
 
 def max_size(sizes):
     """The server buffer for @sizes: the largest, and the offsets' slack."""
-    n = [int(x[:-1]) << {"K": 10, "M": 20}[x[-1]] if x[-1] in "KM"
-         else int(x) for x in sizes.split(",")]
-    return str(max(n) + 8192)
+    return str(max(sizes_bytes(sizes)) + 8192)
 
 
 def mpirun(env, argv):
@@ -244,6 +262,7 @@ def cases():
         out.append(Case("ucp_check %s %s" % (mode, stress), srv, cli,
                         dict(UCX_ENV, **UCX_MODES[mode][0]), port, "check",
                         mr, True, mode == "odp-implicit"))
+        out[-1].budget = check_budget(sizes)
     for mode, stress, sizes in MPI_CHECK_CASES:
         mr = UCX_MODES[mode][2]
         env = dict(UCX_ENV, **UCX_MODES[mode][0])
@@ -254,6 +273,7 @@ def cases():
         out.append(Case("mpi_check %s %s" % (mode, stress), None, argv,
                         MPI_ENV, None, "mpicheck", mr, True,
                         mode == "odp-implicit"))
+        out[-1].budget = check_budget(sizes)
     if STOCK:
         out = [c for c in out if c.name in STOCK_OUTCOMES]
         for c in out:
@@ -261,7 +281,13 @@ def cases():
             if c.stock and c.stock[0] == "pinned":
                 c.mr, c.ucx_odp = None, False
     sel = os.environ.get("PAIR_ENGINES_CASES", "").split(",")
-    return [c for c in out if any(c.name.startswith(s) for s in sel)]
+    out = [c for c in out if any(c.name.startswith(s) for s in sel)]
+    runs = int(os.environ.get("PAIR_ENGINES_REPEAT", "1"))
+    if runs > 1:
+        out = [copy.copy(c) for c in out for _ in range(runs)]
+        for i, c in enumerate(out):
+            c.name += " (run %d of %d)" % (i % runs + 1, runs)
+    return out
 
 
 def value(kind, text):
@@ -371,7 +397,7 @@ def drive():
     tap.diag("engines between %s (A, client) and %s (B, server), %s gid %s%s"
              % (pairlib.SELF, PEER, DEV, GID,
                 ", Debian's stock rdma_rxe" if STOCK else ""))
-    peer = Peer(TMO + 60)
+    peer = Peer(max([c.budget for c in todo] + [TMO]) + 60)
     for c in todo:
         find = [GLOBAL_KEY, UCX_EXIT_BUG] if c.kind in ("ucx", "check") \
             else [UCX_EXIT_BUG]
@@ -379,11 +405,14 @@ def drive():
             find.append(c.stock[1])
         if c.sargv:
             up = peer.start(c.name, c.sargv, c.env, {"tcp": c.port}, find,
-                            TMO, "engines")
+                            c.budget, "engines")
         else:	# mpirun starts B's side itself (tests/pair/rsh-agent)
             up, before = True, peer.counters()
             peer.watch()
-        mine = run_client(c.name, c.cargv, c.env, find, 2 * TMO, "engines")
+        # a client whose server was stopped has nothing left to wait for
+        mine = run_client(c.name, c.cargv, c.env, find,
+                          c.budget + 30 if c.sargv else 2 * c.budget,
+                          "engines")
         if c.sargv:
             srv = peer.result()
         else:

@@ -142,6 +142,44 @@ def matches(text, patterns):
             for p in patterns}
 
 
+DYNDBG = "/sys/kernel/debug/dynamic_debug/control"
+
+
+def hang_snapshot(secs=3):
+    """What a hung run leaves to read, taken before the program is killed:
+    this host's QPs (state, PSNs), rxe0's counters, and @secs of rxe's
+    own debug messages (its tasks' states as they run: a retransmit timer
+    that still fires shows there)."""
+    qps = subprocess.run(["rdma", "-d", "resource", "show", "qp"],
+                         capture_output=True, text=True)
+    trace = ""
+    if not os.path.exists(DYNDBG):
+        subprocess.run(["mount", "-t", "debugfs", "debugfs",
+                        "/sys/kernel/debug"], check=False)
+    try:
+        with open(DYNDBG, "w") as f:
+            f.write("module rdma_rxe +p\n")
+        t0 = time.time()
+        time.sleep(secs)
+        with open(DYNDBG, "w") as f:
+            f.write("module rdma_rxe -p\n")
+        since = time.clock_gettime(time.CLOCK_MONOTONIC) - \
+            (time.time() - t0)
+        lines = subprocess.run(["dmesg"], capture_output=True,
+                               text=True).stdout.splitlines()
+        picked = [l for l in lines if re.match(r"\[\s*(\d+\.\d+)\]", l) and
+                  float(re.match(r"\[\s*(\d+\.\d+)\]", l).group(1))
+                  >= since - 0.5]
+        trace = "(at the timeout) rxe's debug messages for %d s (%d):\n%s\n" \
+            % (secs, len(picked), "\n".join(picked[:200]))
+    except OSError as ex:
+        trace = "(at the timeout) no rxe debug messages: %s\n" % ex
+    return "\n(at the timeout) rdma -d resource show qp:\n%s%s" \
+           "(at the timeout) rxe0 counters: %s\n%s" % (
+               qps.stdout, qps.stderr,
+               {k: v for k, v in counters().items() if v}, trace)
+
+
 def listening(listen, t0, secs=30, proc=None):
     """Wait until a server listens: {"tcp": port} or {"cm": port}."""
     while time.time() - t0 < secs and (proc is None or proc.poll() is None):
@@ -223,9 +261,10 @@ def serve():
         try:
             out, _ = p.communicate(timeout=req.get("timeout", 120))
         except subprocess.TimeoutExpired:
+            snap = hang_snapshot()
             p.kill()
             out, _ = p.communicate()
-            out += "\n(killed after %d s)\n" % req.get("timeout", 120)
+            out += snap + "(killed after %d s)\n" % req.get("timeout", 120)
         keep(req.get("subdir", "pair"), req["name"] + ".server", out)
         f.write(json.dumps({"rc": p.returncode, "tail": tail(out),
                             "found": matches(out, req.get("find", [])),
@@ -295,14 +334,16 @@ def run_client(name, argv, env=None, find=(), timeout=120, subdir="pair"):
     e.update(env or {})
     before = counters()
     mrs = MrWatch()
+    p = subprocess.Popen(argv, env=e, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
     try:
-        r = subprocess.run(argv, env=e, capture_output=True, text=True,
-                           timeout=timeout)
-        out, rc = r.stdout + r.stderr, r.returncode
-    except subprocess.TimeoutExpired as ex:
-        out = (ex.stdout or b"").decode() if isinstance(ex.stdout, bytes) \
-            else (ex.stdout or "")
-        out, rc = out + "\n(killed after %d s)\n" % timeout, 124
+        out, _ = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        snap = hang_snapshot()
+        p.kill()
+        out, _ = p.communicate()
+        out, rc = out + snap + "(killed after %d s)\n" % timeout, 124
     keep(subdir, name + ".client", out)
     return {"rc": rc, "tail": tail(out), "out": out,
             "found": matches(out, find), "deltas": deltas(before, counters()),

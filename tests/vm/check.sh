@@ -212,7 +212,8 @@ if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]
 	pair_stage loss1 tests/pair/perftest.py --mtu 1500 --netem "loss 1%" -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw" PAIR_PERFTEST_CM=oob \
 		PAIR_PERFTEST_ITERS=50
-	pair_stage engines tests/pair/engines.py --mtu 1500 --
+	# about 900 s when all pass; room for one case to use up its budget
+	pair_stage engines tests/pair/engines.py --mtu 1500 --timeout 2400 --
 	# the control: what ODP users of each engine see on Debian's rdma_rxe
 	pair_stage engines-stock tests/pair/engines.py --mtu 1500 --stock-a \
 		--stock-b -- PAIR_ENGINES_STOCK=1
