@@ -372,64 +372,78 @@ main() {
 		echo 1 >"$AGING"
 	}
 
-	# contend_run REPS: tests/odp_contend, the fault waits of its WRITE
-	# streams as rows (a bucket's bound in ms; 8192 for "longer")
-	contend_run() {
-		local rep l b v out=$WORK/contend.log
-		local re='^# the WRITE streams: ([0-9]+) fault waits, mean ([0-9]+) us; median <= ([0-9a-z]+), p99 <= ([0-9a-z]+), max <= ([0-9a-z]+)'
+	# test_reps REPS PROG PARSE: run tests/PROG REPS times and pass each
+	# line of its output to the function PARSE (LINE REP; REP 0 once
+	# before each run, to start afresh).  A run with a failed test, or
+	# that exits with an error (a bail out), ends it: its log is kept as
+	# PROG-REP.log and the status is 1.
+	test_reps() {
+		local rep l st out=$WORK/$2.log
 		for ((rep = 1; rep <= $1; rep++)); do
-			"$BUILD/tests/odp_contend" >"$out" 2>&1
+			st=0
+			"$BUILD/tests/$2" >"$out" 2>&1 || st=$?
+			"$3" "" 0
 			while IFS= read -r l; do
-				[[ $l =~ $re ]] || continue
-				row contend write_streams odp 0 fault_waits count "$rep" "${BASH_REMATCH[1]}"
-				row contend write_streams odp 0 wait_mean us "$rep" "${BASH_REMATCH[2]}"
-				for b in 3:median 4:p99 5:max; do
-					v=${BASH_REMATCH[${b%%:*}]}
-					v=${v%ms}
-					[ "$v" = longer ] && v=8192
-					row contend write_streams odp 0 "wait_${b#*:}" ms "$rep" "$v"
-				done
-				clock
-				echo "[bench $CLOCK]   rep $rep: ${l#\# }"
+				"$3" "$l" "$rep"
 			done <"$out"
-			grep -q '^not ok' "$out" && { cp "$out" "$OUT/contend-$rep.log"; return 1; }
+			if [ "$st" != 0 ] || grep -q '^not ok' "$out"; then
+				cp "$out" "$OUT/$2-$rep.log"
+				return 1
+			fi
 		done
 		return 0
 	}
 
-	# pressure_run REPS: tests/odp_pressure, its measurements as rows
-	pressure_run() {
-		local rep l mode re out=$WORK/pressure.log filled
-		re='^# (odp_aging=1|odp_aging=0|MGLRU, odp_aging=1): ([0-9.]+) s, [0-9]+ passes, [0-9]+ memory.reclaim of [0-9A-Z]+: hot ([0-9.]+)% resident, cold ([0-9.]+)%; ([0-9]+) hot pages faulted, pswpin \+([0-9]+), ([0-9.]+) MB/s'
-		local fre='^# (odp_aging=1|odp_aging=0|MGLRU, odp_aging=1): cold part filled after [0-9.]+ s: ([0-9]+) hot pages faulted so far'
-		for ((rep = 1; rep <= $1; rep++)); do
-			"$BUILD/tests/odp_pressure" >"$out" 2>&1
-			declare -A filled=()
-			while IFS= read -r l; do
-				if [[ $l =~ $fre ]]; then
-					filled[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
-					continue
-				fi
-				[[ $l =~ $re ]] || continue
-				case ${BASH_REMATCH[1]} in
-				odp_aging=1) mode=aging-on ;;
-				odp_aging=0) mode=aging-off ;;
-				*) mode=mglru-aging-on ;;
-				esac
-				row aging pressure "$mode" 0 mbps MB/s "$rep" "${BASH_REMATCH[7]}"
-				row aging pressure "$mode" 0 hot_resident % "$rep" "${BASH_REMATCH[3]}"
-				row aging pressure "$mode" 0 cold_resident % "$rep" "${BASH_REMATCH[4]}"
-				row aging pressure "$mode" 0 hot_faults pages "$rep" "${BASH_REMATCH[5]}"
-				row aging pressure "$mode" 0 hot_faults_after_fill pages "$rep" \
-					$(( BASH_REMATCH[5] - ${filled[${BASH_REMATCH[1]}]:-0} ))
-				row aging pressure "$mode" 0 pswpin_per_s "1/s" "$rep" \
-					"$(awk -v n="${BASH_REMATCH[6]}" -v t="${BASH_REMATCH[2]}" 'BEGIN { printf "%.1f", n / t }')"
-				clock
-				echo "[bench $CLOCK]   rep $rep $mode: ${BASH_REMATCH[7]} MB/s, hot ${BASH_REMATCH[3]}% resident, ${BASH_REMATCH[5]} hot pages faulted, pswpin +${BASH_REMATCH[6]} in ${BASH_REMATCH[2]} s"
-			done <"$out"
-			grep -q '^not ok' "$out" && { cp "$out" "$OUT/pressure-$rep.log"; return 1; }
+	# contend_line LINE REP: tests/odp_contend's fault waits of its WRITE
+	# streams as rows (a bucket's bound in ms; 8192 for "longer")
+	contend_line() {
+		local b v
+		local re='^# the WRITE streams: ([0-9]+) fault waits, mean ([0-9]+) us; median <= ([0-9a-z]+), p99 <= ([0-9a-z]+), max <= ([0-9a-z]+)'
+		[[ $1 =~ $re ]] || return 0
+		row contend write_streams odp 0 fault_waits count "$2" "${BASH_REMATCH[1]}"
+		row contend write_streams odp 0 wait_mean us "$2" "${BASH_REMATCH[2]}"
+		for b in 3:median 4:p99 5:max; do
+			v=${BASH_REMATCH[${b%%:*}]}
+			v=${v%ms}
+			[ "$v" = longer ] && v=8192
+			row contend write_streams odp 0 "wait_${b#*:}" ms "$2" "$v"
 		done
-		return 0
+		clock
+		echo "[bench $CLOCK]   rep $2: ${1#\# }"
+	}
+
+	# pressure_line LINE REP: tests/odp_pressure's measurements as rows;
+	# PRESSURE_FILLED keeps, per mode, the hot pages faulted by the time
+	# the cold part was filled
+	declare -A PRESSURE_FILLED=()
+	pressure_line() {
+		local mode
+		local re='^# (odp_aging=1|odp_aging=0|MGLRU, odp_aging=1): ([0-9.]+) s, [0-9]+ passes, [0-9]+ memory.reclaim of [0-9A-Z]+: hot ([0-9.]+)% resident, cold ([0-9.]+)%; ([0-9]+) hot pages faulted, pswpin \+([0-9]+), ([0-9.]+) MB/s'
+		local fre='^# (odp_aging=1|odp_aging=0|MGLRU, odp_aging=1): cold part filled after [0-9.]+ s: ([0-9]+) hot pages faulted so far'
+		if [ "$2" = 0 ]; then
+			PRESSURE_FILLED=()
+			return 0
+		fi
+		if [[ $1 =~ $fre ]]; then
+			PRESSURE_FILLED[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+			return 0
+		fi
+		[[ $1 =~ $re ]] || return 0
+		case ${BASH_REMATCH[1]} in
+		odp_aging=1) mode=aging-on ;;
+		odp_aging=0) mode=aging-off ;;
+		*) mode=mglru-aging-on ;;
+		esac
+		row aging pressure "$mode" 0 mbps MB/s "$2" "${BASH_REMATCH[7]}"
+		row aging pressure "$mode" 0 hot_resident % "$2" "${BASH_REMATCH[3]}"
+		row aging pressure "$mode" 0 cold_resident % "$2" "${BASH_REMATCH[4]}"
+		row aging pressure "$mode" 0 hot_faults pages "$2" "${BASH_REMATCH[5]}"
+		row aging pressure "$mode" 0 hot_faults_after_fill pages "$2" \
+			$(( BASH_REMATCH[5] - ${PRESSURE_FILLED[${BASH_REMATCH[1]}]:-0} ))
+		row aging pressure "$mode" 0 pswpin_per_s "1/s" "$2" \
+			"$(awk -v n="${BASH_REMATCH[6]}" -v t="${BASH_REMATCH[2]}" 'BEGIN { printf "%.1f", n / t }')"
+		clock
+		echo "[bench $CLOCK]   rep $2 $mode: ${BASH_REMATCH[7]} MB/s, hot ${BASH_REMATCH[3]}% resident, ${BASH_REMATCH[5]} hot pages faulted, pswpin +${BASH_REMATCH[6]} in ${BASH_REMATCH[2]} s"
 	}
 
 	micro() {	# micro NAME [ARG]
@@ -450,9 +464,9 @@ main() {
 			progress "RDMA $2 streams over fresh memory, cold pass then warm pass ($msgs messages)"
 			"$BIN" stream --ops "$2" --msg "$msgs" --reps "$r" --qp-timeout "$QP_TIMEOUT" --csv "$RAW" | relay ;;
 		contend) progress "4 QPs, an async prefetch and a CPU writer on one cold 32 MiB ODP MR: fault waits"
-			contend_run "$r" ;;
+			test_reps "$r" odp_contend contend_line ;;
 		pressure) progress "reclaim under memory.max 96 MiB: RDMA over the hot 48 MiB of 128 MiB, odp_aging on and off, MGLRU"
-			pressure_run "$r" ;;
+			test_reps "$r" odp_pressure pressure_line ;;
 		numabal) progress "RDMA write stream (64 KiB) with automatic NUMA balancing on"
 			echo 1 >/proc/sys/kernel/numa_balancing
 			"$BIN" stream --ops write --msg 64K --reps "$r" --qp-timeout "$QP_TIMEOUT" --tag numabal --csv "$RAW" | relay
