@@ -15,7 +15,7 @@ BUILD ?= $(CURDIR)/build
 MODDIR = $(BUILD)/$(KVER)
 MODULE = $(MODDIR)/rdma_rxe.ko
 
-.PHONY: all deps module userspace tests check check-debug demo sparse checkpatch clean
+.PHONY: all deps module userspace tests check check-debug demo sparse checkpatch series-check clean
 
 all: module userspace tests
 
@@ -44,12 +44,16 @@ check-debug: deps tests
 demo: module tests bench-build
 	@tests/vm/demo.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/demo
 
-# Static checks of our kernel code (sparse and checkpatch --strict).
+# Static checks of our kernel code (sparse and checkpatch --strict), and
+# of the series: applied one patch at a time, rxe builds after each.
 sparse: deps
 	@KBUILD_EXTRA="C=2" scripts/build-rxe.sh $(KVER) $(MODDIR)
 
-checkpatch: deps
+checkpatch: deps series-check
 	@scripts/checkpatch.sh
+
+series-check: deps
+	@scripts/series-check.sh $(KVER)
 
 clean:
 	rm -rf $(BUILD)

@@ -7,10 +7,11 @@
 #    Debian release (a module built from one release's rxe against another's
 #    headers may load and then misbehave, so refuse instead);
 # 2. extract drivers/infiniband/sw/rxe from /usr/src/linux-source-6.1.tar.xz;
-# 3. apply drivers/patches/series in order (quilt layout, -p1);
-# 4. add our own sources (kernel/ notifier core, drivers/ rxe ODP code);
-# 5. build against /lib/modules/KVER/build with the top-level Kbuild;
-# 6. unless RXE_SELFTEST=0 (DKMS), build OUTDIR/selftest/test_odp_mirror.ko,
+# 3. apply drivers/patches/series in order (quilt layout, -p1), completed
+#    by scripts/series.sh: the patches that add our own sources (kernel/
+#    notifier core, drivers/ rxe ODP code) get them from this tree;
+# 4. build against /lib/modules/KVER/build with the patched rxe Makefile;
+# 5. unless RXE_SELFTEST=0 (DKMS), build OUTDIR/selftest/test_odp_mirror.ko,
 #    the notifier core with its test device (kernel/Kbuild, tests/core/).
 #
 # KDIR=DIR builds against another kernel tree.  For a kernel built from
@@ -57,24 +58,19 @@ tar -xJf "$TARBALL" -C "$OUT.tmp" --strip-components=1 \
 	die "cannot extract rxe from $TARBALL"
 
 # Apply the series; a patch that does not apply cleanly stops the build.
-grep -v '^[[:space:]]*\(#\|$\)' "$TOP/drivers/patches/series" | while read -r p; do
+sh "$TOP/scripts/series.sh" "$OUT.tmp/patches"
+while read -r p; do
 	if ! patch -d "$OUT.tmp" -p1 --batch --forward --no-backup-if-mismatch \
-		-s -F0 -i "$TOP/drivers/patches/$p" >"$OUT.tmp/patch.log" 2>&1; then
+		-s -F0 -i "$OUT.tmp/patches/$p" >"$OUT.tmp/patch.log" 2>&1; then
 		echo "build-rxe: error: patch $p does not apply to linux-source-6.1 $src_ver" >&2
 		exit 1
 	fi
-done || exit 1
+done <"$OUT.tmp/patches/series" || exit 1
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-cp "$OUT.tmp"/drivers/infiniband/sw/rxe/*.[ch] "$OUT/"
-for f in kernel/odp_mirror.c kernel/odp_mirror.h kernel/odp_aging.c \
-	kernel/odp_aging.h drivers/rxe_odp.h drivers/rxe_odp_loc.h \
-	drivers/rxe_odp_mr.c drivers/rxe_odp_fault.c; do
-	[ -f "$TOP/$f" ] || die "$f missing from the source tree"
-	cp "$TOP/$f" "$OUT/"
-done
-cp "$TOP/Kbuild" "$OUT/Kbuild"
+cp "$OUT.tmp"/drivers/infiniband/sw/rxe/*.[ch] \
+	"$OUT.tmp"/drivers/infiniband/sw/rxe/Makefile "$OUT/"
 # the notifier core alone, with its test device (tests/core/)
 mkdir -p "$OUT/selftest"
 for f in kernel/Kbuild kernel/odp_mirror.c kernel/odp_mirror.h \

@@ -4,7 +4,7 @@
 #
 #   mkdeb.sh OUTDIR
 #
-# The packaged files (debian/, dkms.conf, Kbuild, kernel/, drivers/,
+# The packaged files (debian/, dkms.conf, kernel/, drivers/,
 # include/, userspace/, scripts/) are copied to OUTDIR/rxe-odp-VERSION,
 # debian/changelog is written there from git (scripts/version.sh: e.g.
 # 0.0~git20261121.12.6f99d5e; the entry names the commit), and
@@ -35,7 +35,7 @@ SRC=$OUT/rxe-odp-$VERSION
 
 rm -rf "$OUT"/rxe-odp-* "$OUT"/*.deb "$OUT"/*.changes "$OUT"/*.buildinfo "$OUT"/lintian.txt "$OUT"/lintian.rc
 mkdir -p "$SRC"
-(cd "$TOP" && cp -a debian dkms.conf Kbuild kernel drivers include userspace scripts "$SRC/")
+(cd "$TOP" && cp -a debian dkms.conf kernel drivers include userspace scripts "$SRC/")
 # Build products of the developer's tree must not leak in.
 rm -rf "$SRC/debian/build" "$SRC/debian/tmp" "$SRC/debian/changelog"
 find "$SRC" \( -name '*.o' -o -name '*.ko' -o -name '*.so' -o -name '*.a' \) -delete

@@ -41,7 +41,7 @@ fi
 
 # Only what the packages are made of counts as dirty (other work in
 # progress in the tree does not change what make deb ships).
-if ! git diff --quiet HEAD -- Kbuild dkms.conf kernel drivers include \
+if ! git diff --quiet HEAD -- dkms.conf kernel drivers include \
 	userspace scripts debian 2>/dev/null; then
 	ver="$ver.dirty"
 fi

@@ -380,8 +380,8 @@ static void truncate_case(bool r[5])
 
 	/*
 	 * A READ across the end of file: the first response packet goes out,
-	 * the second page is beyond the end.  Before patch 0005 (accept a
-	 * NAK in the middle of an RDMA READ) it never completed: the
+	 * the second page is beyond the end.  Before the patch "Accept a
+	 * NAK in the middle of an RDMA READ response" it never completed: the
 	 * requester dropped the responder's NAK as stale and retried forever.
 	 */
 	if (ftruncate(fd, EOF2))

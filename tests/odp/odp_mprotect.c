@@ -204,7 +204,8 @@ static bool read_cut_off(void)
  * after the READ completed.  Here the buffer is PROT_NONE by then, so such
  * a replay cannot read.  That must cost a NAK that the requester drops as
  * stale, not the QP: the WRITE that follows (elsewhere) must complete.
- * Before patch 0021 the responder moved to the error state and the WRITE
+ * Before the patch "Keep the QP out of error when a READ replay cannot
+ * read" the responder moved to the error state and the WRITE
  * was retried forever.
  */
 #define STALE_ROUNDS	300

@@ -1025,8 +1025,8 @@ int main(int argc, char **argv)
 	/*
 	 * READs of 16 packets: the move can come after the responder sent
 	 * the first response packets.  It must NAK the packet the requester
-	 * expects next; before patch 0005 (accept a NAK in the middle of an
-	 * RDMA READ) it NAKed with the READ's first PSN, the requester
+	 * expects next; before the patch "Accept a NAK in the middle
+	 * of an RDMA READ response" it NAKed with the READ's first PSN, the requester
 	 * dropped that as stale and, with retry_cnt 7 (infinite in rxe),
 	 * retried forever: the READ never completed (1 run in 3 here).
 	 */

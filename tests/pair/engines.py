@@ -130,7 +130,8 @@ MPI_CHECK_CASES = [("rcache", "migrate", "64K,4M,32M"),
 # packet dropped on either NIC, no retry_exceeded_err; every run
 # retransmits: completer_retry_err ~60, duplicate_request ~1000 per run),
 # and none of 40 did with our series on both sides (its fixes to stock
-# rxe's retransmit timer and requester wakeup, patches 0023 and 0024).
+# rxe's retransmit timer and requester wakeup, "Fix a lost wakeup of a
+# requester at its PSN window" and "Restart the retransmit timer ...").
 # A timeout of both sides of such a case is this defect, not ours.
 STOCK_HANG = ("Debian's stock rdma_rxe stopped the exchange (a stock defect, "
               "fixed by our series: tests/pair/engines.py STOCK_HANG)")
