@@ -365,11 +365,17 @@ void rxe_odp_fault_fini(struct rxe_odp_fault *fault)
 {
 	struct rxe_odp_fault_job *job = fault->job;
 
+	/*
+	 * No job: rxe_odp_fault_init() failed or never ran (the QP's setup
+	 * stopped before it), so nothing was queued and the keepalive timer,
+	 * which only a queued fault arms, may not even be set up.
+	 */
+	if (!job)
+		return;
 	rxe_odp_fault_cancel(fault);
 	del_timer_sync(&fault->keepalive_timer);
 	fault->job = NULL;
-	if (job)
-		rxe_odp_job_put(job);
+	rxe_odp_job_put(job);
 }
 
 /* Forget a failed fault; called when the QP is reset. */
