@@ -5,9 +5,9 @@
 #
 # DIR gets the repo layout that scripts/build-rxe.sh expects:
 # kernel/*.[ch], drivers/*.[ch], drivers/patches/ (series and patches),
-# scripts/build-rxe.sh, scripts/series.sh and scripts/dkms-build.sh.  With VERSION, DIR also
-# gets dkms.conf with PACKAGE_VERSION set to it (the Debian package has
-# dh_dkms install dkms.conf instead).  Used by `make install` and
+# scripts/build-rxe.sh, scripts/series.sh and scripts/dkms-build.sh.
+# With VERSION, DIR also gets dkms.conf with PACKAGE_VERSION set to it
+# (the Debian package has dh_dkms install dkms.conf instead).  Used by `make install` and
 # debian/rules.
 set -eu
 
