@@ -49,7 +49,9 @@
 # Host environment: RXE_VM_ACCEL=kvm|tcg|auto (default auto: KVM if a
 # probe guest really runs under it, else TCG; the probe result is cached
 # in BUILD/vm/kvm-probe per host boot), RXE_ODP_BUILD (default: derived
-# from --module, BUILD/KVER/rdma_rxe.ko, else TOP/build).
+# from --module, BUILD/KVER/rdma_rxe.ko, else TOP/build), RXE_VM_MONITOR=
+# PATH (a QEMU monitor on the unix socket PATH, for post-mortems of a
+# stuck guest: "sendkey alt-sysrq-t" lists its tasks on the console).
 #
 # CMD runs in the guest as root with cwd = repo top (the host's / is the
 # guest's read-only root, under a tmpfs overlay, so every host path works),
@@ -385,6 +387,10 @@ QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
 	-virtfs "local,path=$OUT,mount_tag=out,security_model=none,multidevs=remap"
 	"${NET_OPTS[@]+"${NET_OPTS[@]}"}"
 )
+# A QEMU monitor for post-mortems of a stuck guest (sysrq by sendkey).
+if [ -n "${RXE_VM_MONITOR:-}" ]; then
+	QEMU+=(-monitor "unix:$RXE_VM_MONITOR,server,nowait")
+fi
 msg "booting $KVER ($ACCEL, ${MEM} MiB, timeout ${TIMEOUT}s, $( [ "$STOCK" = 1 ] && echo 'stock rdma_rxe' || echo "$MODULE"))"
 msg "command: $*"
 start=$(date +%s)
