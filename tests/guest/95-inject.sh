@@ -80,9 +80,10 @@ TMO=${RXE_INJECT_TIMEOUT:-1200}
 DBG=/sys/kernel/debug
 TIMES=1000000
 
-n=0 bad=0
-ok() { n=$((n + 1)); echo "ok $n $*"; }
-not_ok() { n=$((n + 1)); bad=$((bad + 1)); echo "not ok $n $*"; }
+# shellcheck source=tests/lib/tap.sh
+. "$TOP/tests/lib/tap.sh"
+ok() { tap_result ok "$*"; }
+not_ok() { tap_result notok "$*"; }
 diag() { sed 's/^/# /'; }
 
 echo "TAP version 13"
@@ -260,21 +261,16 @@ judge() {	# judge LABEL RC SECS SUMMARY
 	fi
 }
 run_prog() {	# run_prog LABEL CMD...: run, keep its output as diagnostics
-	local label=$1 t0 rc out pass fail
+	local label=$1 log wrong
 	shift
-	t0=$(date +%s)
-	out=$(timeout -k 10 "$TMO" "$@" </dev/null 2>&1)
-	rc=$?
-	pass=$(grep -c '^ok ' <<<"$out")
-	fail=$(grep -c '^not ok ' <<<"$out")
-	wrong=$(grep -c 'first mismatch at' <<<"$out")
-	grep -E '^not ok |first mismatch at' <<<"$out" | head -n 20 | sed "s/^/# $label: /"
 	# The whole output survives the guest, to tell failed operations
 	# from wrong data.
-	if [ -n "${RXE_OUT:-}" ] && mkdir -p "$RXE_OUT/inject" 2>/dev/null; then
-		printf '%s\n' "$out" >"$RXE_OUT/inject/$(echo "$label" | tr -c 'A-Za-z0-9_.-' '_').log"
-	fi
-	judge "$label" "$rc" $(( $(date +%s) - t0 )) "$pass passed, $fail failed, $wrong data mismatches"
+	log=${RXE_OUT:-/tmp}/inject/$(echo "$label" | tr -c 'A-Za-z0-9_.-' '_').log
+	mkdir -p "${log%/*}" 2>/dev/null || log=$(mktemp)
+	tap_run --quiet --log "$log" "$label" "$TMO" "$@"
+	wrong=$(grep -c 'first mismatch at' "$log")
+	grep -E '^not ok |first mismatch at' "$log" | head -n 20 | sed "s/^/# $label: /"
+	judge "$label" "$TAP_RUN_RC" "$TAP_RUN_SECS" "$TAP_RUN_PASSED passed, $TAP_RUN_FAILED failed, $wrong data mismatches"
 }
 run_round() {	# run_round NAME LO HI PROBABILITY
 	local name=$1 lo=$2 hi=$3 p=$4 prog mode modes=odp s0 s1
@@ -379,4 +375,4 @@ else
 	echo "# before: $before"
 	echo "# after:  $after"
 fi
-[ "$bad" = 0 ]
+[ "$TAP_FAILED" = 0 ]
