@@ -10,13 +10,13 @@
 # address in its first 32 stack frames lies in the aimed range.  Two rounds:
 #
 #   odp  the range is our ODP code (kernel/odp_mirror.c, drivers/rxe_odp_*.c:
-#        their functions in /proc/kallsyms, found by name in the .o files
-#        next to RXE_MODULE): MR registration, the fault worker and
+#        their functions in the loaded module, found by name in the .o
+#        files next to RXE_MODULE): MR registration, the fault worker and
 #        everything under it in process context (hmm_range_fault's page
 #        table and page allocations, swap-in), the fault slots, the
 #        mirror's leaves, prefetch.  High probability: these are few.
-#   rxe  the range is all of rdma_rxe's text (.text and friends, from
-#        kallsyms): object creation, queues, packets (skbs in softirq
+#   rxe  the range is all of rdma_rxe's text (.text and friends, where
+#        the kernel loaded them): object creation, queues, packets (skbs in softirq
 #        context), MRs pinned and ODP.  Low probability: per packet.
 #
 # vmalloc is excluded in both rounds (reject-start/reject-end around
@@ -100,47 +100,66 @@ if [ ! -d /sys/module/rdma_rxe ]; then
 fi
 
 # ---------------------------------------------------------------------------
-# Address ranges, from /proc/kallsyms (root sees real addresses).
+# Address ranges (root sees real addresses).
 # ---------------------------------------------------------------------------
 # Addresses are kept as bash integers (signed 64 bits: kernel addresses
 # are negative, but they compare the same way) and written out in hex.
+# /proc/kallsyms is read as little as possible: on the debug kernel under
+# TCG one read of its module part takes minutes (each module symbol is
+# found by walking the modules from the start).  rdma_rxe's functions
+# come from its .ko (objdump) placed at the section addresses the kernel
+# loaded it at (/sys/module/rdma_rxe/sections, root only).
 hx() { printf '%#x' "$1"; }
-# rdma_rxe's text: from its lowest to just past its highest text symbol.
-rxe_lo="" rxe_hi=""
-while read -r a t _ _; do
-	case "$t" in t|T) ;; *) continue ;; esac
-	v=$((16#$a))
-	{ [ -z "$rxe_lo" ] || [ "$v" -lt "$rxe_lo" ]; } && rxe_lo=$v
-	{ [ -z "$rxe_hi" ] || [ "$v" -gt "$rxe_hi" ]; } && rxe_hi=$v
-done < <(grep -E '\[rdma_rxe\]$' /proc/kallsyms)
-# Our ODP code: the text symbols of odp_*.o and rxe_odp*.o (built next to
-# the module by scripts/build-rxe.sh), looked up in kallsyms.
-odp_lo="" odp_hi="" odp_n=0
+t0=$(date +%s)
+# Our ODP code: the functions of odp_*.o and rxe_odp*.o (built next to
+# the module by scripts/build-rxe.sh).
 objs=()
+declare -A odp_fn=()
 mdir=$(dirname "${RXE_MODULE:-/nonexistent/x}")
 for o in "$mdir"/odp_*.o "$mdir"/rxe_odp*.o; do
 	case "$o" in *.mod.o|*'*'*) ;; *) [ -f "$o" ] && objs+=("$o") ;; esac
 done
 if [ "${#objs[@]}" -gt 0 ]; then
-	declare -A size=()
-	while read -r _ sz t name; do
-		case "$t" in t|T) size[$name]=$((16#$sz)) ;; esac
-	done < <(nm -S --defined-only "${objs[@]}" 2>/dev/null | awk 'NF == 4')
-	while read -r a t name _; do
-		case "$t" in t|T) ;; *) continue ;; esac
-		[ -n "${size[$name]:-}" ] || continue
-		v=$((16#$a))
+	while read -r _ t name; do
+		case "$t" in t|T) odp_fn[$name]=1 ;; esac
+	done < <(nm --defined-only "${objs[@]}" 2>/dev/null | awk 'NF == 3')
+fi
+declare -A sec_base=()
+for f in /sys/module/rdma_rxe/sections/.text*; do
+	[ -r "$f" ] && sec_base[${f##*/}]=$(( $(<"$f") ))
+done
+# rdma_rxe's text: from its lowest function to the end of its highest.
+rxe_lo="" rxe_hi="" odp_lo="" odp_hi="" odp_n=0
+if [ -n "${RXE_MODULE:-}" ] && [ "${#sec_base[@]}" -gt 0 ]; then
+	while read -r val sec sz name; do
+		[ -n "${sec_base[$sec]:-}" ] || continue
+		v=$((sec_base[$sec] + 16#$val))
+		e=$((v + 16#$sz))
+		{ [ -z "$rxe_lo" ] || [ "$v" -lt "$rxe_lo" ]; } && rxe_lo=$v
+		{ [ -z "$rxe_hi" ] || [ "$e" -gt "$rxe_hi" ]; } && rxe_hi=$e
+		[ -n "${odp_fn[$name]:-}" ] || continue
 		odp_n=$((odp_n + 1))
 		{ [ -z "$odp_lo" ] || [ "$v" -lt "$odp_lo" ]; } && odp_lo=$v
-		e=$((v + size[$name]))
 		{ [ -z "$odp_hi" ] || [ "$e" -gt "$odp_hi" ]; } && odp_hi=$e
-	done < <(grep -E '\[rdma_rxe\]$' /proc/kallsyms)
+	done < <(objdump -t "$RXE_MODULE" 2>/dev/null |
+		awk 'NF >= 6 && $(NF - 3) == "F" { print $1, $(NF - 2), $(NF - 1), $NF }')
 fi
-# vmalloc: __vmalloc_node_range up to the next symbol.
+# vmalloc: __vmalloc_node_range up to the next symbol (the lowest
+# address above it; addresses are 16 hex digits, compared as strings),
+# from the kernel's own symbols, which come before the modules'.
 vm_lo="" vm_hi=""
-read -r vm_lo vm_hi < <(sort /proc/kallsyms | awk '
-	f { print $1; exit }
-	$3 == "__vmalloc_node_range" { printf "%s ", $1; f = 1 }') || true
+read -r vm_lo vm_hi < <(awk '
+	NF > 3 { exit }
+	$3 == "__vmalloc_node_range" { lo = $1 ""; next }
+	{ a[NR] = $1 "" }
+	END {
+		if (lo == "") exit
+		for (i in a)
+			if (a[i] > lo && (hi == "" || a[i] < hi))
+				hi = a[i]
+		if (hi != "") print lo, hi
+	}' /proc/kallsyms) || true
+echo "# address ranges found in $(( $(date +%s) - t0 ))s"
 
 ROUND_LIST=""
 for r in $ROUNDS; do
@@ -169,15 +188,14 @@ done
 echo "1..$planned"
 
 if [ -n "$rxe_lo" ] && [ "$rxe_hi" -gt "$rxe_lo" ]; then
-	rxe_hi=$((rxe_hi + 4096))	# past the last function, whatever its size
 	ok "rdma_rxe text $(hx "$rxe_lo")-$(hx "$rxe_hi") ($(( (rxe_hi - rxe_lo) / 1024 )) KiB)"
 else
-	not_ok "rdma_rxe text symbols found in /proc/kallsyms"
+	not_ok "rdma_rxe functions placed (objdump -t ${RXE_MODULE:-?}, /sys/module/rdma_rxe/sections)"
 fi
 if [ "$odp_n" -gt 0 ]; then
 	ok "ODP code $(hx "$odp_lo")-$(hx "$odp_hi") ($odp_n functions of ${objs[*]##*/})"
 else
-	not_ok "ODP code found (odp_*.o, rxe_odp*.o next to ${RXE_MODULE:-?}, in kallsyms)"
+	not_ok "ODP code found (odp_*.o, rxe_odp*.o next to ${RXE_MODULE:-?}, in the module)"
 fi
 [ -n "$vm_lo" ] && echo "# vmalloc excluded: __vmalloc_node_range 0x$vm_lo-0x$vm_hi"
 # failslab may only fail caches marked SLAB_FAILSLAB (cache-filter): the
