@@ -39,6 +39,7 @@ extern bool t_odp;		/* true: ODP MRs (default); false: --pinned */
 extern bool t_verbose;		/* -v: more diagnostics */
 extern int t_timeout_ms;	/* completion wait limit */
 extern int t_rc_timeout;	/* transport timeout of new RC QPs (14) */
+extern bool t_harness;		/* on kselftest_harness.h (odpharness.h) */
 
 /* ---- arguments and TAP ------------------------------------------------ */
 
@@ -60,7 +61,10 @@ void t_skip(const char *reason, const char *fmt, ...)
 int t_next(void);
 /* Print totals and return the exit code: 0 iff every planned test passed. */
 int t_finish(void);
-/* Exit at once with every remaining planned test "not ok" (setup failed). */
+/*
+ * Exit at once with every remaining planned test "not ok" (setup failed);
+ * in a harness test, fail that test.
+ */
 void t_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2),
 						  noreturn));
 
