@@ -56,14 +56,26 @@ struct odp_aging_mm {
 static LIST_HEAD(odp_aging_all);
 static DEFINE_SPINLOCK(odp_aging_all_lock);
 
+/*
+ * Take @amm off odp_aging_all; true if it was there, and its own
+ * reference is then the caller's to drop.  Called with odp_aging_all_lock.
+ */
+static bool odp_aging_unlist(struct odp_aging_mm *amm)
+{
+	bool held = !list_empty(&amm->resident);
+
+	lockdep_assert_held(&odp_aging_all_lock);
+	list_del_init(&amm->resident);
+	return held;
+}
+
 /* Drop @amm's own reference, if it still holds it. */
 static void odp_aging_evict(struct odp_aging_mm *amm)
 {
 	bool held;
 
 	spin_lock(&odp_aging_all_lock);
-	held = !list_empty(&amm->resident);
-	list_del_init(&amm->resident);
+	held = odp_aging_unlist(amm);
 	spin_unlock(&odp_aging_all_lock);
 	if (held)
 		mmu_notifier_put(&amm->notifier);
@@ -232,11 +244,16 @@ void odp_mirror_synchronize(void)
 {
 	struct odp_aging_mm *amm;
 
+	/*
+	 * Not odp_aging_evict(): once the lock is dropped, ->release may
+	 * evict the first entry and its last reference go.  Taken off the
+	 * list under the lock, the reference is ours.
+	 */
 	spin_lock(&odp_aging_all_lock);
-	while (!list_empty(&odp_aging_all)) {
-		amm = list_first_entry(&odp_aging_all, struct odp_aging_mm,
-				       resident);
-		list_del_init(&amm->resident);
+	while ((amm = list_first_entry_or_null(&odp_aging_all,
+					       struct odp_aging_mm,
+					       resident))) {
+		odp_aging_unlist(amm);
 		spin_unlock(&odp_aging_all_lock);
 		mmu_notifier_put(&amm->notifier);
 		spin_lock(&odp_aging_all_lock);
