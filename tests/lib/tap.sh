@@ -85,8 +85,11 @@ tap_run() {
 	t0=$SECONDS
 	[ -z "$log" ] || : >"$log"
 	while IFS= read -r line; do
+		# The exit status is the last line: stop there, not at the end
+		# of the pipe, which a process that CMD left behind may hold
+		# open for ever (a FUSE daemon of a test that died).
 		case "$line" in
-		"$TAP_RC_MARK "*) TAP_RUN_RC=${line#"$TAP_RC_MARK "}; continue ;;
+		"$TAP_RC_MARK "*) TAP_RUN_RC=${line#"$TAP_RC_MARK "}; break ;;
 		esac
 		[ -z "$log" ] || printf '%s\n' "$line" >>"$log"
 		if [[ $line =~ $TAP_RE_RESULT ]]; then
