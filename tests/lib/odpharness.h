@@ -56,22 +56,26 @@
 #define EXPECT_FILLED(got, c, len, what) \
 	EXPECT_TRUE(t_check_byte(got, c, len, what))
 
-/* A completion status: IBV_WC_SUCCESS and friends, by name on failure. */
+/*
+ * A completion status: IBV_WC_SUCCESS and friends, by name on failure.
+ * The locals must not be named __exp or __seen: EXPECT_EQ() declares
+ * those itself, and would initialise its own from itself.
+ */
 #define EXPECT_WC(expected, seen) do {					\
-	int __exp = (expected), __seen = (seen);			\
-	if (__exp != __seen)						\
+	int __wc_exp = (expected), __wc_seen = (seen);		\
+	if (__wc_exp != __wc_seen)					\
 		TH_LOG("completion status %s (%d), expected %s (%d)",	\
-		       t_wc_status_str(__seen), __seen,			\
-		       t_wc_status_str(__exp), __exp);			\
-	EXPECT_EQ(__exp, __seen);					\
+		       t_wc_status_str(__wc_seen), __wc_seen,		\
+		       t_wc_status_str(__wc_exp), __wc_exp);		\
+	EXPECT_EQ(__wc_exp, __wc_seen);				\
 } while (0)
 #define ASSERT_WC(expected, seen) do {					\
-	int __exp = (expected), __seen = (seen);			\
-	if (__exp != __seen)						\
+	int __wc_exp = (expected), __wc_seen = (seen);		\
+	if (__wc_exp != __wc_seen)					\
 		TH_LOG("completion status %s (%d), expected %s (%d)",	\
-		       t_wc_status_str(__seen), __seen,			\
-		       t_wc_status_str(__exp), __exp);			\
-	ASSERT_EQ(__exp, __seen);					\
+		       t_wc_status_str(__wc_seen), __wc_seen,		\
+		       t_wc_status_str(__wc_exp), __wc_exp);		\
+	ASSERT_EQ(__wc_exp, __wc_seen);				\
 } while (0)
 
 /* Does a variant of this name run in this mode? */
