@@ -13,10 +13,11 @@
  * Then MADV_DONTNEED of random chunks races streams of RDMA WRITEs and
  * READs: every byte the CPU or the device sees must be the data or zero.
  *
- * Pinned MRs (--pinned) do not follow MADV_DONTNEED: the device keeps the
- * old pages while the CPU gets new zero pages.  The pinned run asserts
- * that incoherence (the device reads the old data, the CPU reads zeros, and
- * the two no longer see each other's writes) as the contrast to ODP.
+ * Pinned MRs (the pinned variant) do not follow MADV_DONTNEED: the device
+ * keeps the old pages while the CPU gets new zero pages.  The pinned tests
+ * assert that incoherence (the device reads the old data, the CPU reads
+ * zeros, and the two no longer see each other's writes) as the contrast to
+ * ODP; the two races skip there.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,216 +27,15 @@
 #include <time.h>
 #include <sys/mman.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #define LEN	(4 * T_MIB)
-
-static struct t_dev dev;
 
 struct ctx {
 	uint8_t *buf, *local, *old;
 	struct ibv_mr *mr, *lmr;
 	struct t_rc_pair p;
 };
-
-static void ctx_free(struct ctx *c)
-{
-	t_rc_pair_destroy(&c->p);
-	t_dereg_mr(c->mr);
-	t_dereg_mr(c->lmr);
-	t_munmap(c->buf, LEN);
-	t_munmap(c->local, LEN);
-	free(c->old);
-	memset(c, 0, sizeof(*c));
-}
-
-/* A registered buffer filled by the CPU with @seed (copy in c->old). */
-static int ctx_init(struct ctx *c, uint64_t seed)
-{
-	memset(c, 0, sizeof(*c));
-	c->buf = t_mmap(LEN);
-	c->local = t_mmap(LEN);
-	c->old = malloc(LEN);
-	if (!c->buf || !c->local || !c->old)
-		goto err;
-	c->mr = t_reg_mr(&dev, c->buf, LEN, T_ACCESS_ALL);
-	c->lmr = t_reg_mr(&dev, c->local, LEN, T_ACCESS_ALL);
-	if (!c->mr || !c->lmr)
-		goto err;
-	if (t_rc_pair_create(&dev, &c->p, NULL))
-		goto err;
-	t_fill(c->buf, LEN, seed);
-	memcpy(c->old, c->buf, LEN);
-	return 0;
-err:
-	ctx_free(c);
-	return -1;
-}
-
-/* RDMA READ the whole buffer into c->local (poisoned first). */
-static bool dev_read(struct ctx *c)
-{
-	int s;
-
-	memset(c->local, 0x5a, LEN);
-	s = t_rdma_sync(&c->p, IBV_WR_RDMA_READ, c->local, LEN, c->lmr->lkey,
-			(uintptr_t)c->buf, c->mr->rkey);
-	if (s)
-		t_diag("RDMA READ of %lu bytes: %s", LEN, t_wc_status_str(s));
-	return s == IBV_WC_SUCCESS;
-}
-
-static bool dontneed(void *p, size_t len)
-{
-	if (madvise(p, len, MADV_DONTNEED)) {
-		t_diag("madvise(MADV_DONTNEED): %s", strerror(errno));
-		return false;
-	}
-	return true;
-}
-
-static bool first_read(void)
-{
-	struct ctx c;
-	bool ok;
-
-	if (ctx_init(&c, 1))
-		return false;
-	ok = dev_read(&c) && t_check(c.local, c.old, LEN, "READ");
-	ctx_free(&c);
-	return ok;
-}
-
-static bool whole(void)
-{
-	struct ctx c;
-	bool ok;
-
-	if (ctx_init(&c, 2))
-		return false;
-	ok = dev_read(&c) && t_check(c.local, c.old, LEN, "first READ");
-	ok = dontneed(c.buf, LEN) && ok;
-	ok = dev_read(&c) && ok;
-	if (t_odp) {
-		ok = t_check_byte(c.local, 0, LEN, "READ after MADV_DONTNEED") &&
-		     ok;
-	} else {
-		ok = t_check(c.local, c.old, LEN,
-			     "pinned: device READ after MADV_DONTNEED") && ok;
-		ok = t_check_byte(c.buf, 0, LEN,
-				  "pinned: CPU after MADV_DONTNEED") && ok;
-	}
-	ctx_free(&c);
-	return ok;
-}
-
-static bool partial(void)
-{
-	size_t off = 3 * T_PAGE, len = 130 * T_PAGE;
-	uint8_t *want;
-	struct ctx c;
-	bool ok;
-
-	want = malloc(LEN);
-	if (!want || ctx_init(&c, 3)) {
-		free(want);
-		return false;
-	}
-	ok = dev_read(&c) && t_check(c.local, c.old, LEN, "first READ");
-	ok = dontneed(c.buf + off, len) && ok;
-	memcpy(want, c.old, LEN);
-	if (t_odp)
-		memset(want + off, 0, len);
-	ok = dev_read(&c) && ok;
-	ok = t_check(c.local, want, LEN, "READ after a partial MADV_DONTNEED") &&
-	     ok;
-	ctx_free(&c);
-	free(want);
-	return ok;
-}
-
-static bool cpu_refill(void)
-{
-	uint8_t *fresh;
-	struct ctx c;
-	bool ok;
-
-	fresh = malloc(LEN);
-	if (!fresh || ctx_init(&c, 4)) {
-		free(fresh);
-		return false;
-	}
-	ok = dev_read(&c) && t_check(c.local, c.old, LEN, "first READ");
-	ok = dontneed(c.buf, LEN) && ok;
-	t_fill(c.buf, LEN, 40);
-	memcpy(fresh, c.buf, LEN);
-	ok = dev_read(&c) && ok;
-	ok = t_check(c.local, t_odp ? fresh : c.old, LEN,
-		     t_odp ? "READ of data the CPU wrote after MADV_DONTNEED" :
-		     "pinned: device READ after the CPU rewrote") && ok;
-	ctx_free(&c);
-	free(fresh);
-	return ok;
-}
-
-static bool remote_write(void)
-{
-	size_t off = T_PAGE / 2, len = LEN - T_PAGE;
-	struct ctx c;
-	uint8_t *want;
-	bool ok;
-	int s;
-
-	want = calloc(1, LEN);
-	if (!want || ctx_init(&c, 5)) {
-		free(want);
-		return false;
-	}
-	ok = dev_read(&c) && t_check(c.local, c.old, LEN, "first READ");
-	ok = dontneed(c.buf, LEN) && ok;
-	t_fill(c.local, len, 50);
-	if (t_odp)
-		memcpy(want + off, c.local, len);
-	s = t_rdma_sync(&c.p, IBV_WR_RDMA_WRITE, c.local, len, c.lmr->lkey,
-			(uintptr_t)c.buf + off, c.mr->rkey);
-	if (s)
-		t_diag("RDMA WRITE after MADV_DONTNEED: %s", t_wc_status_str(s));
-	ok = s == IBV_WC_SUCCESS && ok;
-	ok = t_check(c.buf, want, LEN, t_odp ?
-		     "CPU view of a WRITE after MADV_DONTNEED" :
-		     "pinned: CPU view after the device wrote") && ok;
-	ctx_free(&c);
-	free(want);
-	return ok;
-}
-
-static bool cycles(int n)
-{
-	struct ctx c;
-	bool ok = true;
-	int i;
-
-	if (ctx_init(&c, 100))
-		return false;
-	for (i = 0; ok && i < n; i++) {
-		char what[64];
-
-		if (i)
-			t_fill(c.buf, LEN, 100 + i);
-		snprintf(what, sizeof(what), "cycle %d: READ", i);
-		ok = dev_read(&c) &&
-		     t_check(c.local, t_odp ? c.buf : c.old, LEN, what);
-		ok = ok && dontneed(c.buf, LEN);
-		snprintf(what, sizeof(what), "cycle %d: READ after DONTNEED", i);
-		ok = ok && dev_read(&c);
-		if (ok && t_odp)
-			ok = t_check_byte(c.local, 0, LEN, what);
-		else if (ok)
-			ok = t_check(c.local, c.old, LEN, what);
-	}
-	ctx_free(&c);
-	return ok;
-}
 
 /* ---- MADV_DONTNEED racing the device ------------------------------------- */
 
@@ -248,6 +48,239 @@ struct racer {
 	int stop;
 	long drops;
 };
+
+/*
+ * The device and a test's buffers, MRs and QP pair (ctx), an expected
+ * image, and the racer thread of the races: teardown stops the racer
+ * first, then frees whatever the test got to.
+ */
+FIXTURE(dontneed) {
+	struct t_dev dev;
+	struct ctx c;
+	uint8_t *want;
+	struct racer r;
+	pthread_t thr;
+	bool have_thr;
+};
+
+ODP_VARIANTS(dontneed);
+
+FIXTURE_SETUP(dontneed)
+{
+	t_variant();
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+}
+
+static void ctx_free(struct ctx *c)
+{
+	t_rc_pair_destroy(&c->p);
+	t_dereg_mr(c->mr);
+	t_dereg_mr(c->lmr);
+	t_munmap(c->buf, LEN);
+	t_munmap(c->local, LEN);
+	free(c->old);
+	memset(c, 0, sizeof(*c));
+}
+
+FIXTURE_TEARDOWN(dontneed)
+{
+	if (self->have_thr) {
+		__atomic_store_n(&self->r.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(self->thr, NULL);
+	}
+	ctx_free(&self->c);
+	free(self->want);
+	t_dev_close(&self->dev);
+}
+
+/*
+ * A registered buffer filled by the CPU with @seed (copy in c->old), a
+ * registered local buffer and a QP pair; and, if @want, an expected image
+ * of LEN bytes (zeroed) in self->want.
+ */
+static void ctx_init(struct __test_metadata *_metadata,
+		     FIXTURE_DATA(dontneed) *self, uint64_t seed, bool want)
+{
+	struct ctx *c = &self->c;
+
+	if (want) {
+		self->want = calloc(1, LEN);
+		ASSERT_NE(NULL, self->want);
+	}
+	c->buf = t_mmap(LEN);
+	ASSERT_NE(NULL, c->buf);
+	c->local = t_mmap(LEN);
+	ASSERT_NE(NULL, c->local);
+	c->old = malloc(LEN);
+	ASSERT_NE(NULL, c->old);
+	c->mr = t_reg_mr(&self->dev, c->buf, LEN, T_ACCESS_ALL);
+	ASSERT_NE(NULL, c->mr);
+	c->lmr = t_reg_mr(&self->dev, c->local, LEN, T_ACCESS_ALL);
+	ASSERT_NE(NULL, c->lmr);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &c->p, NULL));
+	t_fill(c->buf, LEN, seed);
+	memcpy(c->old, c->buf, LEN);
+}
+
+/* RDMA READ the whole buffer into c->local (poisoned first): its status. */
+static int dev_read(struct ctx *c)
+{
+	int s;
+
+	memset(c->local, 0x5a, LEN);
+	s = t_rdma_sync(&c->p, IBV_WR_RDMA_READ, c->local, LEN, c->lmr->lkey,
+			(uintptr_t)c->buf, c->mr->rkey);
+	if (s)
+		t_diag("RDMA READ of %lu bytes: %s", LEN, t_wc_status_str(s));
+	return s;
+}
+
+static bool dontneed(void *p, size_t len)
+{
+	if (madvise(p, len, MADV_DONTNEED)) {
+		t_diag("madvise(MADV_DONTNEED): %s", strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* The device's first READ of the CPU's data. */
+#define FIRST_READ(c, what) do {					\
+	EXPECT_WC(IBV_WC_SUCCESS, dev_read(c));				\
+	EXPECT_BYTES((c)->local, (c)->old, LEN, what);			\
+} while (0)
+
+/* RDMA READ of a CPU-filled 4 MiB MR (odp / pinned) */
+TEST_F(dontneed, first_read)
+{
+	ctx_init(_metadata, self, 1, false);
+	FIRST_READ(&self->c, "READ");
+}
+
+/*
+ * odp: after MADV_DONTNEED, RDMA READ returns zeros, never the old data
+ * pinned contrast: after MADV_DONTNEED the device still reads the old
+ * data, the CPU zeros
+ */
+TEST_F(dontneed, whole_reads_zeros)
+{
+	struct ctx *c = &self->c;
+
+	ctx_init(_metadata, self, 2, false);
+	FIRST_READ(c, "first READ");
+	ASSERT_TRUE(dontneed(c->buf, LEN));
+	EXPECT_WC(IBV_WC_SUCCESS, dev_read(c));
+	if (variant->odp) {
+		EXPECT_FILLED(c->local, 0, LEN, "READ after MADV_DONTNEED");
+	} else {
+		EXPECT_BYTES(c->local, c->old, LEN,
+			     "pinned: device READ after MADV_DONTNEED");
+		EXPECT_FILLED(c->buf, 0, LEN,
+			      "pinned: CPU after MADV_DONTNEED");
+	}
+}
+
+/*
+ * odp: after MADV_DONTNEED of 130 middle pages, READ gives zeros there and
+ * the old data elsewhere
+ * pinned contrast: after a partial MADV_DONTNEED the device reads the old
+ * data everywhere
+ */
+TEST_F(dontneed, partial_reads_zeros_there)
+{
+	size_t off = 3 * T_PAGE, len = 130 * T_PAGE;
+	struct ctx *c = &self->c;
+
+	ctx_init(_metadata, self, 3, true);
+	FIRST_READ(c, "first READ");
+	ASSERT_TRUE(dontneed(c->buf + off, len));
+	memcpy(self->want, c->old, LEN);
+	if (variant->odp)
+		memset(self->want + off, 0, len);
+	EXPECT_WC(IBV_WC_SUCCESS, dev_read(c));
+	EXPECT_BYTES(c->local, self->want, LEN,
+		     "READ after a partial MADV_DONTNEED");
+}
+
+/*
+ * odp: after MADV_DONTNEED and a CPU rewrite, READ returns the new data
+ * pinned contrast: after MADV_DONTNEED the device does not see what the
+ * CPU writes
+ */
+TEST_F(dontneed, cpu_refill_read)
+{
+	struct ctx *c = &self->c;
+
+	ctx_init(_metadata, self, 4, true);
+	FIRST_READ(c, "first READ");
+	ASSERT_TRUE(dontneed(c->buf, LEN));
+	t_fill(c->buf, LEN, 40);
+	memcpy(self->want, c->buf, LEN);
+	EXPECT_WC(IBV_WC_SUCCESS, dev_read(c));
+	EXPECT_BYTES(c->local, variant->odp ? self->want : c->old, LEN,
+		     variant->odp ?
+		     "READ of data the CPU wrote after MADV_DONTNEED" :
+		     "pinned: device READ after the CPU rewrote");
+}
+
+/*
+ * odp: after MADV_DONTNEED, a remote WRITE is what the CPU sees
+ * pinned contrast: after MADV_DONTNEED the CPU does not see what the
+ * device writes
+ */
+TEST_F(dontneed, remote_write_seen_by_cpu)
+{
+	size_t off = T_PAGE / 2, len = LEN - T_PAGE;
+	struct ctx *c = &self->c;
+	int s;
+
+	ctx_init(_metadata, self, 5, true);
+	FIRST_READ(c, "first READ");
+	ASSERT_TRUE(dontneed(c->buf, LEN));
+	t_fill(c->local, len, 50);
+	if (variant->odp)
+		memcpy(self->want + off, c->local, len);
+	s = t_rdma_sync(&c->p, IBV_WR_RDMA_WRITE, c->local, len, c->lmr->lkey,
+			(uintptr_t)c->buf + off, c->mr->rkey);
+	if (s)
+		t_diag("RDMA WRITE after MADV_DONTNEED: %s",
+		       t_wc_status_str(s));
+	EXPECT_WC(IBV_WC_SUCCESS, s);
+	EXPECT_BYTES(c->buf, self->want, LEN, variant->odp ?
+		     "CPU view of a WRITE after MADV_DONTNEED" :
+		     "pinned: CPU view after the device wrote");
+}
+
+/*
+ * odp: 8 cycles of fill, READ, MADV_DONTNEED, READ zeros
+ * pinned contrast: 8 cycles, the device always reads the first data
+ * (7 s under TCG: 60 s)
+ */
+TEST_F_TIMEOUT(dontneed, cycles, 60)
+{
+	struct ctx *c = &self->c;
+	char what[64];
+	int i;
+
+	ctx_init(_metadata, self, 100, false);
+	for (i = 0; i < 8; i++) {
+		if (i)
+			t_fill(c->buf, LEN, 100 + i);
+		snprintf(what, sizeof(what), "cycle %d: READ", i);
+		ASSERT_WC(IBV_WC_SUCCESS, dev_read(c));
+		ASSERT_BYTES(c->local, variant->odp ? c->buf : c->old, LEN,
+			     what);
+		ASSERT_TRUE(dontneed(c->buf, LEN));
+		snprintf(what, sizeof(what), "cycle %d: READ after DONTNEED",
+			 i);
+		ASSERT_WC(IBV_WC_SUCCESS, dev_read(c));
+		if (variant->odp) {
+			ASSERT_TRUE(t_check_byte(c->local, 0, LEN, what));
+		} else {
+			ASSERT_BYTES(c->local, c->old, LEN, what);
+		}
+	}
+}
 
 /*
  * Drop random 64 KiB chunks (and maybe write them again) until told, one
@@ -326,90 +359,84 @@ static bool data_or_zero(const uint8_t *got, const uint8_t *want, size_t len,
  * dropped (the CPU must see the data or zeros, never anything else, and a
  * last quiet WRITE must land whole); else the device READs while chunks are
  * dropped and written again by the CPU (each byte read is the data or
- * zero: never the content of a page the process no longer has).
+ * zero: never the content of a page the process no longer has).  The
+ * pattern is c->old.
  */
-static bool race(bool write)
+static void race(struct __test_metadata *_metadata,
+		 FIXTURE_DATA(dontneed) *self, bool write)
 {
-	struct racer r = { 0 };
-	uint8_t *pat;
-	double t0;
-	pthread_t thr;
-	struct ctx c;
-	bool ok = true;
+	struct racer *r = &self->r;
+	struct ctx *c = &self->c;
 	char what[64];
-	int i, s = 0;
+	double t0;
+	int i, s;
 
-	pat = malloc(LEN);
-	if (!pat || ctx_init(&c, 7)) {
-		free(pat);
-		return false;
-	}
-	memcpy(pat, c.old, LEN);
+	ctx_init(_metadata, self, 7, false);
 	if (write) {
-		memset(c.buf, 0, LEN);
-		memcpy(c.local, pat, LEN);
+		memset(c->buf, 0, LEN);
+		memcpy(c->local, c->old, LEN);
 	}
-	r.buf = c.buf;
-	r.refill = write ? NULL : pat;
+	r->buf = c->buf;
+	r->refill = write ? NULL : c->old;
 	t0 = t_now();
-	if (pthread_create(&thr, NULL, racer_fn, &r)) {
-		ctx_free(&c);
-		free(pat);
-		return false;
-	}
-	for (i = 0; ok && i < RACE_PASSES; i++) {
+	ASSERT_EQ(0, pthread_create(&self->thr, NULL, racer_fn, r));
+	self->have_thr = true;
+	for (i = 0; i < RACE_PASSES; i++) {
 		snprintf(what, sizeof(what), "pass %d", i);
 		if (!write)
-			memset(c.local, 0x5a, LEN);
-		s = race_op(&c, &r, write ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ);
+			memset(c->local, 0x5a, LEN);
+		s = race_op(c, r, write ? IBV_WR_RDMA_WRITE :
+			    IBV_WR_RDMA_READ);
 		if (s)
 			t_diag("%s: %s", what, t_wc_status_str(s));
-		ok = s == IBV_WC_SUCCESS &&
-		     data_or_zero(write ? c.buf : c.local, pat, LEN, what);
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		if (s == IBV_WC_SUCCESS) {
+			EXPECT_TRUE(data_or_zero(write ? c->buf : c->local,
+						 c->old, LEN, what));
+		}
+		if (!_metadata->passed) {
+			i++;
+			break;
+		}
 	}
-	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
-	pthread_join(thr, NULL);
+	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(self->thr, NULL);
+	self->have_thr = false;
 	t0 = t_now() - t0;
 	t_diag("%d passes in %.1f s against %ld drops of 64 KiB (%.0f/s)", i,
-	       t0, r.drops, r.drops / t0);
-	if (ok && write) {
-		s = t_rdma_sync(&c.p, IBV_WR_RDMA_WRITE, c.local, LEN,
-				c.lmr->lkey, (uintptr_t)c.buf, c.mr->rkey);
-		ok = s == IBV_WC_SUCCESS &&
-		     t_check(c.buf, pat, LEN, "quiet WRITE after the race");
+	       t0, r->drops, r->drops / t0);
+	if (write && _metadata->passed) {
+		s = t_rdma_sync(&c->p, IBV_WR_RDMA_WRITE, c->local, LEN,
+				c->lmr->lkey, (uintptr_t)c->buf, c->mr->rkey);
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		if (s == IBV_WC_SUCCESS) {
+			EXPECT_BYTES(c->buf, c->old, LEN,
+				     "quiet WRITE after the race");
+		}
 	}
-	ctx_free(&c);
-	free(pat);
-	return ok;
 }
 
-int main(int argc, char **argv)
+/*
+ * MADV_DONTNEED racing RDMA WRITEs: the CPU sees the data or zeros, a last
+ * WRITE lands whole
+ * (9 s under TCG, a pass may take up to a completion timeout: 60 s)
+ */
+TEST_F_TIMEOUT(dontneed, race_writes, 60)
 {
-	t_init(argc, argv, "ODP MRs follow madvise(MADV_DONTNEED)");
-	t_plan(8);
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
-
-	t_result(first_read(), "RDMA READ of a CPU-filled 4 MiB %s MR", t_mode());
-	if (t_odp) {
-		t_result(whole(), "after MADV_DONTNEED, RDMA READ returns zeros, never the old data");
-		t_result(partial(), "after MADV_DONTNEED of 130 middle pages, READ gives zeros there and the old data elsewhere");
-		t_result(cpu_refill(), "after MADV_DONTNEED and a CPU rewrite, READ returns the new data");
-		t_result(remote_write(), "after MADV_DONTNEED, a remote WRITE is what the CPU sees");
-		t_result(cycles(8), "8 cycles of fill, READ, MADV_DONTNEED, READ zeros");
-		t_result(race(true), "MADV_DONTNEED racing RDMA WRITEs: the CPU sees the data or zeros, a last WRITE lands whole");
-		t_result(race(false), "MADV_DONTNEED and CPU rewrites racing RDMA READs: every byte read is the data or zero");
-	} else {
-		t_result(whole(), "pinned contrast: after MADV_DONTNEED the device still reads the old data, the CPU zeros");
-		t_result(partial(), "pinned contrast: after a partial MADV_DONTNEED the device reads the old data everywhere");
-		t_result(cpu_refill(), "pinned contrast: after MADV_DONTNEED the device does not see what the CPU writes");
-		t_result(remote_write(), "pinned contrast: after MADV_DONTNEED the CPU does not see what the device writes");
-		t_result(cycles(8), "pinned contrast: 8 cycles, the device always reads the first data");
-		t_skip("pinned MRs do not follow MADV_DONTNEED (see above)",
-		       "MADV_DONTNEED racing RDMA WRITEs");
-		t_skip("pinned MRs do not follow MADV_DONTNEED (see above)",
-		       "MADV_DONTNEED racing RDMA READs");
-	}
-	t_dev_close(&dev);
-	return t_finish();
+	if (!variant->odp)
+		SKIP(return, "pinned MRs do not follow MADV_DONTNEED (see above)");
+	race(_metadata, self, true);
 }
+
+/*
+ * MADV_DONTNEED and CPU rewrites racing RDMA READs: every byte read is the
+ * data or zero (4 s under TCG, as race_writes: 60 s)
+ */
+TEST_F_TIMEOUT(dontneed, race_reads, 60)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs do not follow MADV_DONTNEED (see above)");
+	race(_metadata, self, false);
+}
+
+ODP_HARNESS_MAIN("ODP MRs follow madvise(MADV_DONTNEED)")

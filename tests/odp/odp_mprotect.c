@@ -22,10 +22,16 @@
  *    replay is NAKed, and the QP lives on (the WRITE after each READ
  *    completes).
  *
- * Pinned MRs (--pinned) do not follow mprotect: the pages were pinned
- * writable at registration, so the device keeps writing into them.  The
- * pinned run asserts exactly that (the WRITE and the READ into read-only
- * memory succeed and their data lands), as the contrast to ODP.
+ * The cases form one sequence, each starting where the one before left
+ * the buffers and the device's mappings: every test is set up with the
+ * first steps (the device writes the first half, the CPU the second,
+ * PROT_READ), then replays the steps of the tests before it, with their
+ * checks, and does its own.
+ *
+ * Pinned MRs (the pinned variant) do not follow mprotect: the pages were
+ * pinned writable at registration, so the device keeps writing into them.
+ * The pinned tests assert exactly that (the WRITE and the READ into
+ * read-only memory succeed and their data lands), as the contrast to ODP.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,14 +39,24 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #define NPAGES	16
 #define LEN	(NPAGES * T_PAGE)
 
-static struct t_dev dev;
-static uint8_t *buf, *copy, *local, *rd;
-static struct ibv_mr *mr, *lmr, *rdmr;
+/*
+ * The device; the buffer under test (buf, mr) and what it should hold
+ * (copy); a local source (local, lmr) and a READ target (rd, rdmr); the
+ * QP pair of the step under way; a copy of the local buffer (lcopy).
+ */
+FIXTURE(mprotect) {
+	struct t_dev dev;
+	uint8_t *buf, *copy, *local, *rd, *lcopy;
+	struct ibv_mr *mr, *lmr, *rdmr;
+	struct t_rc_pair p;
+};
+
+ODP_VARIANTS(mprotect);
 
 static const char *st(int s)
 {
@@ -57,6 +73,60 @@ static bool do_mprotect(void *p, size_t len, int prot)
 	return true;
 }
 
+/*
+ * The buffers and MRs; the device writes the first half of buf (so, with
+ * ODP, it has mapped the pages writable), the CPU the second half (the
+ * device has never touched those pages); then buf becomes PROT_READ.
+ */
+FIXTURE_SETUP(mprotect)
+{
+	const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+			   IBV_ACCESS_REMOTE_READ;
+	size_t half = LEN / 2;
+
+	t_variant();
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+	self->buf = t_mmap(LEN);
+	ASSERT_NE(NULL, self->buf);
+	self->local = t_mmap(LEN);
+	ASSERT_NE(NULL, self->local);
+	self->rd = t_mmap(LEN);
+	ASSERT_NE(NULL, self->rd);
+	self->copy = malloc(LEN);
+	ASSERT_NE(NULL, self->copy);
+	self->mr = t_reg_mr(&self->dev, self->buf, LEN, access);
+	ASSERT_NE(NULL, self->mr);
+	self->lmr = t_reg_mr(&self->dev, self->local, LEN, access);
+	ASSERT_NE(NULL, self->lmr);
+	self->rdmr = t_reg_mr(&self->dev, self->rd, LEN, access);
+	ASSERT_NE(NULL, self->rdmr);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &self->p, NULL));
+
+	t_fill(self->local, half, 1);
+	ASSERT_WC(IBV_WC_SUCCESS,
+		  t_rdma_sync(&self->p, IBV_WR_RDMA_WRITE, self->local, half,
+			      self->lmr->lkey, (uintptr_t)self->buf,
+			      self->mr->rkey));
+	ASSERT_BYTES(self->buf, self->local, half, "initial WRITE");
+	t_fill(self->buf + half, half, 2);
+	memcpy(self->copy, self->buf, LEN);
+	ASSERT_TRUE(do_mprotect(self->buf, LEN, PROT_READ));
+}
+
+FIXTURE_TEARDOWN(mprotect)
+{
+	t_rc_pair_destroy(&self->p);
+	t_dereg_mr(self->mr);
+	t_dereg_mr(self->lmr);
+	t_dereg_mr(self->rdmr);
+	t_munmap(self->buf, LEN);
+	t_munmap(self->local, LEN);
+	t_munmap(self->rd, LEN);
+	free(self->copy);
+	free(self->lcopy);
+	t_dev_close(&self->dev);
+}
+
 static void qp_states(struct t_rc_pair *p)
 {
 	struct ibv_qp_init_attr init;
@@ -70,131 +140,283 @@ static void qp_states(struct t_rc_pair *p)
 	       a[0].qp_state, a[1].qp_state, IBV_QPS_ERR);
 }
 
-/* Remote WRITE of @len bytes at @off into the read-only buffer. */
-static bool write_into_readonly(size_t off, size_t len, uint64_t seed,
-				const char *where)
-{
-	struct t_rc_pair p;
-	int s;
-	bool ok;
+/* The QP pair of a step; the step destroys it when done. */
+#define NEW_PAIR() do {							\
+	t_rc_pair_destroy(&self->p);					\
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &self->p, NULL));	\
+} while (0)
 
-	if (t_rc_pair_create(&dev, &p, NULL))
-		return false;
-	t_fill(local, len, seed);
-	s = t_rdma_sync(&p, IBV_WR_RDMA_WRITE, local, len, lmr->lkey,
-			(uintptr_t)buf + off, mr->rkey);
-	t_diag("WRITE of %zu bytes into read-only %s: %s", len, where, st(s));
-	if (t_odp) {
-		ok = s == IBV_WC_REM_ACCESS_ERR;
-		ok = t_check(buf, copy, LEN, "read-only buffer") && ok;
-		if (s != 0)
-			qp_states(&p);
-	} else {
-		/* Pinned: the write lands in spite of PROT_READ. */
-		memcpy(copy + off, local, len);
-		ok = s == IBV_WC_SUCCESS;
-		ok = t_check(buf, copy, LEN, "pinned read-only buffer") && ok;
-	}
-	t_rc_pair_destroy(&p);
-	return ok;
+#define STEP_ARGS	struct __test_metadata *_metadata,		\
+			FIXTURE_DATA(mprotect) *self,			\
+			const FIXTURE_VARIANT(mprotect) *variant
+#define STEP(f, ...)	f(_metadata, self, variant, ##__VA_ARGS__)
+
+/* 1: READ from the read-only MR, on the setup's QP pair. */
+static void read_from_readonly(STEP_ARGS)
+{
+	int s;
+
+	s = t_rdma_sync(&self->p, IBV_WR_RDMA_READ, self->rd, LEN,
+			self->rdmr->lkey, (uintptr_t)self->buf,
+			self->mr->rkey);
+	if (s)
+		t_diag("READ from read-only buffer: %s", st(s));
+	EXPECT_WC(IBV_WC_SUCCESS, s);
+	EXPECT_BYTES(self->rd, self->copy, LEN, "READ from read-only buffer");
+	t_rc_pair_destroy(&self->p);
 }
 
-/* RDMA READ with the local SGE in a read-only range of the local MR. */
-static bool read_into_readonly(void)
+/* 2, 3: remote WRITE of @len bytes at @off into the read-only buffer. */
+static void write_into_readonly(STEP_ARGS, size_t off, size_t len,
+				uint64_t seed, const char *where)
 {
-	size_t off = 2 * T_PAGE + 300, len = 3 * T_PAGE;
-	struct t_rc_pair p;
-	uint8_t *lcopy;
-	bool ok;
 	int s;
 
-	lcopy = malloc(LEN);
-	if (!lcopy || t_rc_pair_create(&dev, &p, NULL)) {
-		free(lcopy);
-		return false;
+	NEW_PAIR();
+	t_fill(self->local, len, seed);
+	s = t_rdma_sync(&self->p, IBV_WR_RDMA_WRITE, self->local, len,
+			self->lmr->lkey, (uintptr_t)self->buf + off,
+			self->mr->rkey);
+	t_diag("WRITE of %zu bytes into read-only %s: %s", len, where, st(s));
+	if (variant->odp) {
+		EXPECT_WC(IBV_WC_REM_ACCESS_ERR, s);
+		EXPECT_BYTES(self->buf, self->copy, LEN, "read-only buffer");
+		if (s != 0)
+			qp_states(&self->p);
+	} else {
+		/* Pinned: the write lands in spite of PROT_READ. */
+		memcpy(self->copy + off, self->local, len);
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_BYTES(self->buf, self->copy, LEN,
+			     "pinned read-only buffer");
 	}
-	t_fill(local, LEN, 77);
-	memcpy(lcopy, local, LEN);
-	ok = do_mprotect(local, LEN, PROT_READ);
-	s = t_rdma_sync(&p, IBV_WR_RDMA_READ, local + off, len, lmr->lkey,
-			(uintptr_t)buf + off, mr->rkey);
+	t_rc_pair_destroy(&self->p);
+}
+
+static void write_into_readonly_mapped(STEP_ARGS)
+{
+	STEP(write_into_readonly, T_PAGE + 100, 3 * T_PAGE, 3,
+	     variant->odp ? "pages the device had mapped" : "pinned pages");
+}
+
+static void write_into_readonly_untouched(STEP_ARGS)
+{
+	STEP(write_into_readonly, LEN / 2 + 5, 2 * T_PAGE, 4,
+	     variant->odp ? "pages the device never touched" :
+	     "pinned pages");
+}
+
+/* 4: writable again, new QP pair: writes land everywhere. */
+static void write_after_writable_again(STEP_ARGS)
+{
+	int s;
+
+	EXPECT_TRUE(do_mprotect(self->buf, LEN, PROT_READ | PROT_WRITE));
+	NEW_PAIR();
+	t_fill(self->local, LEN - 2 * T_PAGE, 5);
+	memcpy(self->copy + T_PAGE - 1, self->local, LEN - 2 * T_PAGE);
+	s = t_rdma_sync(&self->p, IBV_WR_RDMA_WRITE, self->local,
+			LEN - 2 * T_PAGE, self->lmr->lkey,
+			(uintptr_t)self->buf + T_PAGE - 1, self->mr->rkey);
+	if (s)
+		t_diag("WRITE after PROT_READ|PROT_WRITE: %s", st(s));
+	EXPECT_WC(IBV_WC_SUCCESS, s);
+	EXPECT_BYTES(self->buf, self->copy, LEN, "buffer writable again");
+	t_rc_pair_destroy(&self->p);
+}
+
+/* 5: RDMA READ with the local SGE in a read-only range of the local MR. */
+static void read_into_readonly_local(STEP_ARGS)
+{
+	size_t off = 2 * T_PAGE + 300, len = 3 * T_PAGE;
+	uint8_t *lcopy;
+	int s;
+
+	free(self->lcopy);
+	lcopy = self->lcopy = malloc(LEN);
+	ASSERT_NE(NULL, lcopy);
+	NEW_PAIR();
+	t_fill(self->local, LEN, 77);
+	memcpy(lcopy, self->local, LEN);
+	EXPECT_TRUE(do_mprotect(self->local, LEN, PROT_READ));
+	s = t_rdma_sync(&self->p, IBV_WR_RDMA_READ, self->local + off, len,
+			self->lmr->lkey, (uintptr_t)self->buf + off,
+			self->mr->rkey);
 	t_diag("READ of %zu bytes into a read-only local range: %s", len,
 	       st(s));
-	if (t_odp) {
-		ok = s == IBV_WC_LOC_PROT_ERR && ok;
-		ok = t_check(local, lcopy, LEN, "read-only local buffer") && ok;
+	if (variant->odp) {
+		EXPECT_WC(IBV_WC_LOC_PROT_ERR, s);
+		EXPECT_BYTES(self->local, lcopy, LEN,
+			     "read-only local buffer");
 		if (s != 0)
-			qp_states(&p);
+			qp_states(&self->p);
 	} else {
-		memcpy(lcopy + off, buf + off, len);
-		ok = s == IBV_WC_SUCCESS && ok;
-		ok = t_check(local, lcopy, LEN, "pinned read-only local buffer") &&
-		     ok;
+		memcpy(lcopy + off, self->buf + off, len);
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_BYTES(self->local, lcopy, LEN,
+			     "pinned read-only local buffer");
 	}
-	t_rc_pair_destroy(&p);
-	ok = do_mprotect(local, LEN, PROT_READ | PROT_WRITE) && ok;
+	t_rc_pair_destroy(&self->p);
+	EXPECT_TRUE(do_mprotect(self->local, LEN, PROT_READ | PROT_WRITE));
 
 	/* Writable again: the same READ on a new pair lands. */
-	if (t_rc_pair_create(&dev, &p, NULL)) {
-		free(lcopy);
-		return false;
-	}
-	memcpy(lcopy + off, buf + off, len);
-	s = t_rdma_sync(&p, IBV_WR_RDMA_READ, local + off, len, lmr->lkey,
-			(uintptr_t)buf + off, mr->rkey);
+	NEW_PAIR();
+	memcpy(lcopy + off, self->buf + off, len);
+	s = t_rdma_sync(&self->p, IBV_WR_RDMA_READ, self->local + off, len,
+			self->lmr->lkey, (uintptr_t)self->buf + off,
+			self->mr->rkey);
 	if (s != IBV_WC_SUCCESS)
 		t_diag("READ into the local range made writable again: %s",
 		       st(s));
-	ok = s == IBV_WC_SUCCESS && ok;
-	ok = t_check(local, lcopy, LEN, "local buffer writable again") && ok;
-	t_rc_pair_destroy(&p);
-	free(lcopy);
-	return ok;
+	EXPECT_WC(IBV_WC_SUCCESS, s);
+	EXPECT_BYTES(self->local, lcopy, LEN, "local buffer writable again");
+	t_rc_pair_destroy(&self->p);
+}
+
+/* 6: everything still works on the same MRs. */
+static void mrs_work_after_errors(STEP_ARGS)
+{
+	NEW_PAIR();
+	memset(self->rd, 0, LEN);
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  t_rdma_sync(&self->p, IBV_WR_RDMA_READ, self->rd, LEN,
+			      self->rdmr->lkey, (uintptr_t)self->buf,
+			      self->mr->rkey));
+	EXPECT_BYTES(self->rd, self->copy, LEN, "final READ");
+	t_rc_pair_destroy(&self->p);
 }
 
 /*
- * RDMA READ of the whole buffer after its second half has become PROT_NONE:
- * the first pages are mapped for the device (case 1 read them), so the
- * responder sends their response packets before it finds the rest gone.
+ * 7: RDMA READ of the whole buffer after its second half has become
+ * PROT_NONE: the first pages are mapped for the device (the steps before
+ * read them), so the responder sends their response packets before it
+ * finds the rest gone.
  */
-static bool read_cut_off(void)
+static void read_cut_off(STEP_ARGS)
 {
-	size_t good = 4 * T_PAGE;
-	struct t_rc_pair p;
-	bool ok;
+	size_t good = 4 * T_PAGE, i;
+	uint8_t *rd = self->rd;
 	int s;
 
-	if (t_rc_pair_create(&dev, &p, NULL))
-		return false;
-	ok = do_mprotect(buf + good, LEN - good, PROT_NONE);
+	NEW_PAIR();
+	EXPECT_TRUE(do_mprotect(self->buf + good, LEN - good, PROT_NONE));
 	memset(rd, 0xa5, LEN);
-	s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rd, LEN, rdmr->lkey,
-			(uintptr_t)buf, mr->rkey);
-	t_diag("READ of %zu bytes, the last %zu of them PROT_NONE: %s", (size_t)LEN,
-	       (size_t)LEN - good, st(s));
-	ok = do_mprotect(buf + good, LEN - good, PROT_READ | PROT_WRITE) && ok;
-	if (t_odp) {
-		size_t i = good;
-
-		ok = s == IBV_WC_REM_ACCESS_ERR && ok;
+	s = t_rdma_sync(&self->p, IBV_WR_RDMA_READ, rd, LEN,
+			self->rdmr->lkey, (uintptr_t)self->buf,
+			self->mr->rkey);
+	t_diag("READ of %zu bytes, the last %zu of them PROT_NONE: %s",
+	       (size_t)LEN, (size_t)LEN - good, st(s));
+	EXPECT_TRUE(do_mprotect(self->buf + good, LEN - good,
+				PROT_READ | PROT_WRITE));
+	if (variant->odp) {
+		EXPECT_WC(IBV_WC_REM_ACCESS_ERR, s);
 		/* what arrived before the NAK is the data, the rest untouched */
-		ok = t_check(rd, copy, good, "READ before the PROT_NONE pages") &&
-		     ok;
-		while (i < LEN && rd[i] == 0xa5)
-			i++;
-		if (i < LEN)
-			t_diag("byte %zu of the READ target changed after the error",
+		EXPECT_BYTES(rd, self->copy, good,
+			     "READ before the PROT_NONE pages");
+		for (i = good; i < LEN && rd[i] == 0xa5; i++)
+			;
+		EXPECT_EQ(LEN, i) {
+			TH_LOG("byte %zu of the READ target changed after the error",
 			       i);
-		ok = i == LEN && ok;
+		}
 		if (s != 0)
-			qp_states(&p);
+			qp_states(&self->p);
 	} else {
-		ok = s == IBV_WC_SUCCESS && ok;
-		ok = t_check(rd, copy, LEN, "pinned READ of PROT_NONE pages") &&
-		     ok;
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_BYTES(rd, self->copy, LEN,
+			     "pinned READ of PROT_NONE pages");
 	}
-	t_rc_pair_destroy(&p);
-	return ok;
+	t_rc_pair_destroy(&self->p);
+}
+
+/*
+ * The steps of the tests before test @n (1 for the first), in order: the
+ * state test @n starts from.
+ */
+static void steps_before(STEP_ARGS, int n)
+{
+	static void (*const step[])(STEP_ARGS) = {
+		read_from_readonly,
+		write_into_readonly_mapped,
+		write_into_readonly_untouched,
+		write_after_writable_again,
+		read_into_readonly_local,
+		mrs_work_after_errors,
+		read_cut_off,
+	};
+	int i;
+
+	for (i = 0; i < n - 1 && i < (int)T_ARRAY_SIZE(step); i++)
+		step[i](_metadata, self, variant);
+	ASSERT_TRUE(_metadata->passed) {
+		TH_LOG("a step of the tests before this one failed");
+	}
+}
+
+/* RDMA READ from a PROT_READ MR returns its data (odp / pinned) */
+TEST_F(mprotect, read_from_readonly)
+{
+	STEP(read_from_readonly);
+}
+
+/*
+ * odp: remote WRITE into PROT_READ pages the device wrote before:
+ * IBV_WC_REM_ACCESS_ERR, no byte changed
+ * pinned contrast: remote WRITE into PROT_READ pinned pages succeeds and
+ * lands
+ */
+TEST_F(mprotect, write_into_readonly_mapped)
+{
+	STEP(steps_before, 2);
+	STEP(write_into_readonly_mapped);
+}
+
+/*
+ * odp: remote WRITE into PROT_READ pages the device never touched:
+ * IBV_WC_REM_ACCESS_ERR, no byte changed
+ * pinned contrast: remote WRITE into other PROT_READ pinned pages lands
+ */
+TEST_F(mprotect, write_into_readonly_untouched)
+{
+	STEP(steps_before, 3);
+	STEP(write_into_readonly_untouched);
+}
+
+/* after PROT_READ|PROT_WRITE, on a new QP pair, remote WRITE lands */
+TEST_F(mprotect, write_after_writable_again)
+{
+	STEP(steps_before, 4);
+	STEP(write_after_writable_again);
+}
+
+/*
+ * odp: RDMA READ into a PROT_READ local range: IBV_WC_LOC_PROT_ERR, no
+ * byte changed; lands once writable
+ * pinned contrast: RDMA READ into a PROT_READ pinned local range lands
+ */
+TEST_F(mprotect, read_into_readonly_local)
+{
+	STEP(steps_before, 5);
+	STEP(read_into_readonly_local);
+}
+
+/* the MRs still work after the errors: READ returns the whole buffer */
+TEST_F(mprotect, mrs_work_after_errors)
+{
+	STEP(steps_before, 6);
+	STEP(mrs_work_after_errors);
+}
+
+/*
+ * odp: RDMA READ running into PROT_NONE pages after 4 response packets:
+ * IBV_WC_REM_ACCESS_ERR, not a hang
+ * pinned contrast: RDMA READ over PROT_NONE pinned pages returns their
+ * data
+ */
+TEST_F(mprotect, read_cut_off_by_prot_none)
+{
+	STEP(steps_before, 7);
+	STEP(read_cut_off);
 }
 
 /*
@@ -210,162 +432,49 @@ static bool read_cut_off(void)
  */
 #define STALE_ROUNDS	300
 
-static bool stale_read_replays(void)
+/*
+ * READs retransmitted every jiffy, buffer PROT_NONE after each: the WRITE
+ * that follows completes, the QP lives (300 rounds)
+ */
+TEST_F(mprotect, stale_read_replays)
 {
 	int i, s = 0, w = 0, timeout = t_rc_timeout;
-	struct t_rc_pair p;
+	struct t_rc_pair *p = &self->p;
 	long dup;
-	bool ok = true;
 
+	STEP(steps_before, 8);
 	t_rc_timeout = 1;
-	i = t_rc_pair_create(&dev, &p, NULL);
+	i = t_rc_pair_create(&self->dev, p, NULL);
 	t_rc_timeout = timeout;
-	if (i)
-		return false;
-	dup = t_hw_counter(&dev, "duplicate_request");
-	for (i = 0; ok && i < STALE_ROUNDS; i++) {
-		s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rd, LEN, rdmr->lkey,
-				(uintptr_t)buf, mr->rkey);
-		ok = s == IBV_WC_SUCCESS &&
-		     t_check(rd, copy, LEN, "READ before PROT_NONE");
-		ok = do_mprotect(buf, LEN, PROT_NONE) && ok;
-		t_fill(local, T_PAGE, 100 + i);
-		w = t_rdma_sync(&p, IBV_WR_RDMA_WRITE, local, T_PAGE,
-				lmr->lkey, (uintptr_t)rd, rdmr->rkey);
-		ok = ok && w == IBV_WC_SUCCESS &&
-		     t_check(rd, local, T_PAGE, "WRITE after PROT_NONE");
-		ok = do_mprotect(buf, LEN, PROT_READ | PROT_WRITE) && ok;
+	ASSERT_EQ(0, i);
+	dup = t_hw_counter(&self->dev, "duplicate_request");
+	for (i = 0; i < STALE_ROUNDS; i++) {
+		s = t_rdma_sync(p, IBV_WR_RDMA_READ, self->rd, LEN,
+				self->rdmr->lkey, (uintptr_t)self->buf,
+				self->mr->rkey);
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_BYTES(self->rd, self->copy, LEN,
+			     "READ before PROT_NONE");
+		EXPECT_TRUE(do_mprotect(self->buf, LEN, PROT_NONE));
+		t_fill(self->local, T_PAGE, 100 + i);
+		w = t_rdma_sync(p, IBV_WR_RDMA_WRITE, self->local, T_PAGE,
+				self->lmr->lkey, (uintptr_t)self->rd,
+				self->rdmr->rkey);
+		EXPECT_WC(IBV_WC_SUCCESS, w);
+		EXPECT_BYTES(self->rd, self->local, T_PAGE,
+			     "WRITE after PROT_NONE");
+		EXPECT_TRUE(do_mprotect(self->buf, LEN,
+					PROT_READ | PROT_WRITE));
+		if (!_metadata->passed) {
+			i++;
+			break;
+		}
 	}
-	dup = t_hw_counter(&dev, "duplicate_request") - dup;
+	dup = t_hw_counter(&self->dev, "duplicate_request") - dup;
 	t_diag("%d rounds of READ, PROT_NONE, WRITE elsewhere: READ %s, WRITE %s; the responder saw %ld duplicate requests",
 	       i, st(s), st(w), dup);
-	if (!ok)
-		qp_states(&p);
-	t_rc_pair_destroy(&p);
-	return ok;
+	if (!_metadata->passed)
+		qp_states(p);
 }
 
-int main(int argc, char **argv)
-{
-	const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-			   IBV_ACCESS_REMOTE_READ;
-	size_t half = LEN / 2;
-	struct t_rc_pair p;
-	bool ok;
-	int s;
-
-	t_init(argc, argv, "ODP MRs follow mprotect()");
-	t_plan(8);
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
-	buf = t_mmap(LEN);
-	local = t_mmap(LEN);
-	rd = t_mmap(LEN);
-	copy = malloc(LEN);
-	if (!buf || !local || !rd || !copy)
-		t_bail("out of memory");
-	mr = t_reg_mr(&dev, buf, LEN, access);
-	lmr = t_reg_mr(&dev, local, LEN, access);
-	rdmr = t_reg_mr(&dev, rd, LEN, access);
-	if (!mr || !lmr || !rdmr)
-		t_bail("cannot register %s MRs", t_mode());
-	if (t_rc_pair_create(&dev, &p, NULL))
-		t_bail("cannot create a QP pair");
-
-	/*
-	 * First half: the device writes it (so, with ODP, it has mapped the
-	 * pages writable).  Second half: the CPU writes it; the device has
-	 * never touched those pages.
-	 */
-	t_fill(local, half, 1);
-	ok = t_rdma_sync(&p, IBV_WR_RDMA_WRITE, local, half, lmr->lkey,
-			 (uintptr_t)buf, mr->rkey) == IBV_WC_SUCCESS;
-	ok = ok && t_check(buf, local, half, "initial WRITE");
-	if (!ok)
-		t_bail("initial RDMA WRITE into the buffer failed");
-	t_fill(buf + half, half, 2);
-	memcpy(copy, buf, LEN);
-	if (!do_mprotect(buf, LEN, PROT_READ))
-		t_bail("mprotect");
-
-	/* 1: READ from the read-only MR. */
-	s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rd, LEN, rdmr->lkey,
-			(uintptr_t)buf, mr->rkey);
-	if (s)
-		t_diag("READ from read-only buffer: %s", st(s));
-	ok = s == IBV_WC_SUCCESS;
-	ok = t_check(rd, copy, LEN, "READ from read-only buffer") && ok;
-	t_result(ok, "RDMA READ from a PROT_READ %s MR returns its data",
-		 t_mode());
-	t_rc_pair_destroy(&p);
-
-	/* 2, 3: remote WRITE into read-only memory. */
-	if (t_odp) {
-		t_result(write_into_readonly(T_PAGE + 100, 3 * T_PAGE, 3,
-					     "pages the device had mapped"),
-			 "remote WRITE into PROT_READ pages the device wrote before: IBV_WC_REM_ACCESS_ERR, no byte changed");
-		t_result(write_into_readonly(half + 5, 2 * T_PAGE, 4,
-					     "pages the device never touched"),
-			 "remote WRITE into PROT_READ pages the device never touched: IBV_WC_REM_ACCESS_ERR, no byte changed");
-	} else {
-		t_result(write_into_readonly(T_PAGE + 100, 3 * T_PAGE, 3,
-					     "pinned pages"),
-			 "pinned contrast: remote WRITE into PROT_READ pinned pages succeeds and lands");
-		t_result(write_into_readonly(half + 5, 2 * T_PAGE, 4,
-					     "pinned pages"),
-			 "pinned contrast: remote WRITE into other PROT_READ pinned pages lands");
-	}
-
-	/* 4: writable again, new QP pair: writes land everywhere. */
-	ok = do_mprotect(buf, LEN, PROT_READ | PROT_WRITE);
-	if (!t_rc_pair_create(&dev, &p, NULL)) {
-		t_fill(local, LEN - 2 * T_PAGE, 5);
-		memcpy(copy + T_PAGE - 1, local, LEN - 2 * T_PAGE);
-		s = t_rdma_sync(&p, IBV_WR_RDMA_WRITE, local,
-				LEN - 2 * T_PAGE, lmr->lkey,
-				(uintptr_t)buf + T_PAGE - 1, mr->rkey);
-		if (s)
-			t_diag("WRITE after PROT_READ|PROT_WRITE: %s", st(s));
-		ok = s == IBV_WC_SUCCESS && ok;
-		ok = t_check(buf, copy, LEN, "buffer writable again") && ok;
-		t_rc_pair_destroy(&p);
-	} else {
-		ok = false;
-	}
-	t_result(ok, "after PROT_READ|PROT_WRITE, on a new QP pair, remote WRITE lands");
-
-	/* 5, 6: local SGE in read-only memory as an RDMA READ target. */
-	ok = read_into_readonly();
-	if (t_odp)
-		t_result(ok, "RDMA READ into a PROT_READ local range: IBV_WC_LOC_PROT_ERR, no byte changed; lands once writable");
-	else
-		t_result(ok, "pinned contrast: RDMA READ into a PROT_READ pinned local range lands");
-
-	/* Everything still works on the same MRs. */
-	ok = !t_rc_pair_create(&dev, &p, NULL);
-	if (ok) {
-		memset(rd, 0, LEN);
-		s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rd, LEN, rdmr->lkey,
-				(uintptr_t)buf, mr->rkey);
-		ok = s == IBV_WC_SUCCESS;
-		ok = t_check(rd, copy, LEN, "final READ") && ok;
-		t_rc_pair_destroy(&p);
-	}
-	t_result(ok, "the MRs still work after the errors: READ returns the whole buffer");
-
-	/* 7: a READ cut off after its first response packets. */
-	t_result(read_cut_off(), t_odp ?
-		 "RDMA READ running into PROT_NONE pages after 4 response packets: IBV_WC_REM_ACCESS_ERR, not a hang" :
-		 "pinned contrast: RDMA READ over PROT_NONE pinned pages returns their data");
-
-	/* 8: duplicate READs replayed after the buffer became PROT_NONE */
-	t_result(stale_read_replays(),
-		 "READs retransmitted every jiffy, buffer PROT_NONE after each: the WRITE that follows completes, the QP lives (%d rounds)",
-		 STALE_ROUNDS);
-
-	t_dereg_mr(mr);
-	t_dereg_mr(lmr);
-	t_dereg_mr(rdmr);
-	t_dev_close(&dev);
-	return t_finish();
-}
+ODP_HARNESS_MAIN("ODP MRs follow mprotect()")
