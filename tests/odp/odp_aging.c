@@ -20,11 +20,19 @@
  *    entry) survives the first MADV_PAGEOUT and goes on the second; with
  *    odp_aging=0 it goes on the first.
  *
+ * Each test goes through the steps up to the one it checks afresh: the
+ * device's READ of the hot pages (or of the THP), which every later step
+ * needs, is asserted on the way; the page states and counters of the
+ * steps before are only printed.  odp_aging is set as the test needs and
+ * given back as it was in teardown.
+ *
  * The test runs on one CPU: MADV_PAGEOUT drains only its own CPU's LRU
  * batches, and a page still in another CPU's batch cannot be isolated.
  *
  * Pinned MRs (--pinned): no pinned page is swapped out by any pass, and
- * the data survives all the same.
+ * the data survives all the same; the base_* and thp_* tests check that,
+ * the odp_aging=0 ones and the young counters skip (pinned MRs have no
+ * odp_aging).
  */
 #include <errno.h>
 #include <sched.h>
@@ -34,7 +42,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT	21
@@ -45,14 +53,72 @@
 #define LEN		(NPAGES * T_PAGE)
 #define THP_SZ		(2 * T_MIB)
 
-static struct t_dev dev;
-static uint8_t *local;
-static struct ibv_mr *lmr;
+/*
+ * The device, the local buffer of every READ, and what a test allocates:
+ * the buffer under test (64 pages, or the mapping that holds a THP), its
+ * expected image and its MR; odp_aging as it was before the test.
+ */
+FIXTURE(aging) {
+	struct t_dev dev;
+	uint8_t *local;
+	struct ibv_mr *lmr;
+	uint8_t *buf, *want;
+	size_t buf_len;
+	struct ibv_mr *mr;
+	int aging;
+};
 
-static int dev_read(void *raddr, size_t len, struct ibv_mr *mr)
+ODP_VARIANTS(aging);
+
+FIXTURE_SETUP(aging)
 {
-	return t_rdma_fresh_pair(&dev, IBV_WR_RDMA_READ, local, lmr->lkey,
-				 raddr, mr->rkey, len);
+	cpu_set_t cpu;
+
+	t_variant();
+	self->aging = -1;
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+	if (variant->odp) {
+		self->aging = t_odp_aging();
+		ASSERT_LE(0, self->aging) {
+			TH_LOG("rdma_rxe has no odp_aging parameter");
+		}
+	}
+	CPU_ZERO(&cpu);
+	CPU_SET(0, &cpu);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpu), &cpu)) {
+		TH_LOG("sched_setaffinity: %s", strerror(errno));
+	}
+	self->local = t_mmap(THP_SZ);
+	ASSERT_NE(NULL, self->local);
+	self->lmr = t_reg_mr_mode(&self->dev, self->local, THP_SZ,
+				  T_ACCESS_ALL, false);
+	ASSERT_NE(NULL, self->lmr) {
+		TH_LOG("cannot register the local buffer");
+	}
+}
+
+FIXTURE_TEARDOWN(aging)
+{
+	t_dereg_mr(self->mr);
+	t_munmap(self->buf, self->buf_len);
+	free(self->want);
+	if (self->aging >= 0 && t_odp_aging() != self->aging)
+		t_odp_aging_set(self->aging);
+	t_dereg_mr(self->lmr);
+	t_munmap(self->local, THP_SZ);
+	t_dev_close(&self->dev);
+}
+
+/* odp_aging as the test needs it (ODP only). */
+#define AGING_SET(on)							\
+	ASSERT_TRUE(t_odp_aging_set(on)) {				\
+		TH_LOG("cannot %s odp_aging", (on) ? "set" : "clear");	\
+	}
+
+static int dev_read(FIXTURE_DATA(aging) *self, void *raddr, size_t len)
+{
+	return t_rdma_fresh_pair(&self->dev, IBV_WR_RDMA_READ, self->local,
+				 self->lmr->lkey, raddr, self->mr->rkey, len);
 }
 
 /* MADV_PAGEOUT of [p, p + len), then the state of each page in @state. */
@@ -84,100 +150,222 @@ struct young {
 	long queries, found;
 };
 
-static void young_read(struct young *y)
+static void young_read(const struct t_dev *dev, struct young *y)
 {
-	y->queries = t_hw_counter(&dev, "odp_young_queries");
-	y->found = t_hw_counter(&dev, "odp_young_found");
+	y->queries = t_hw_counter(dev, "odp_young_queries");
+	y->found = t_hw_counter(dev, "odp_young_found");
 }
+
+/* The steps of base_pages(), each one test's check. */
+enum base_step {
+	HOT_READ,	/* the device READs the hot pages */
+	FIRST_STATES,	/* the page states after the first MADV_PAGEOUT */
+	FIRST_YOUNG,	/* the young counters over the first MADV_PAGEOUT */
+	SECOND_STATES,	/* the page states after the second */
+	READ_ALL,	/* a READ of all 64 pages after both */
+};
 
 /*
  * The device READs pages 0 .. HOT - 1 of 64 CPU-filled pages, then two
- * MADV_PAGEOUTs; the outcome each pass must have depends on the mode and
- * on @aging.
+ * MADV_PAGEOUTs and a READ of all of them, up to step @check, which is
+ * checked; the outcome each pass must have depends on the mode and on
+ * @aging.
  */
-static void base_pages(bool aging)
+static void base_pages(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(aging) *self, bool aging,
+		       enum base_step check)
 {
 	char state[NPAGES + 1], what[64];
 	struct young y0, y1;
-	uint8_t *buf, *want;
-	struct ibv_mr *mr = NULL;
 	bool ok, odp_aged = t_odp && aging;
 	const char *mode = t_odp ? aging ? "odp_aging=1" : "odp_aging=0" :
 			   "pinned";
 
-	buf = t_mmap(LEN);
-	want = malloc(LEN);
-	if (!buf || !want)
-		t_bail("out of memory");
-	madvise(buf, LEN, MADV_NOHUGEPAGE);
-	t_fill(buf, LEN, aging ? 61 : 62);
-	memcpy(want, buf, LEN);
-	mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
-	ok = mr && !dev_read(buf, HOT * T_PAGE, mr) &&
-	     t_check(local, want, HOT * T_PAGE, "READ of the hot pages");
-	t_result(ok, "%s: the device READs pages 0-%d of %d", mode, HOT - 1,
-		 NPAGES);
-	if (!ok)
-		goto out;
+	if (t_odp)
+		AGING_SET(aging);
+	self->buf = t_mmap(LEN);
+	self->buf_len = LEN;
+	self->want = malloc(LEN);
+	ASSERT_TRUE(self->buf && self->want) {
+		TH_LOG("out of memory");
+	}
+	madvise(self->buf, LEN, MADV_NOHUGEPAGE);
+	t_fill(self->buf, LEN, aging ? 61 : 62);
+	memcpy(self->want, self->buf, LEN);
+	self->mr = t_reg_mr(&self->dev, self->buf, LEN, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->mr);
+	if (check == HOT_READ) {
+		EXPECT_EQ(0, dev_read(self, self->buf, HOT * T_PAGE));
+		EXPECT_BYTES(self->local, self->want, HOT * T_PAGE,
+			     "READ of the hot pages");
+		return;
+	}
+	ASSERT_EQ(0, dev_read(self, self->buf, HOT * T_PAGE));
+	ASSERT_BYTES(self->local, self->want, HOT * T_PAGE,
+		     "READ of the hot pages");
 
-	young_read(&y0);
-	ok = pageout(buf, LEN, state, "first MADV_PAGEOUT");
-	young_read(&y1);
+	young_read(&self->dev, &y0);
+	ok = pageout(self->buf, LEN, state, "first MADV_PAGEOUT");
+	young_read(&self->dev, &y1);
 	t_diag("odp_young_queries +%ld, odp_young_found +%ld",
 	       y1.queries - y0.queries, y1.found - y0.found);
-	if (odp_aged) {
-		t_result(ok && states_are(state, HOT, 'P', 'S'),
-			 "%s: the first MADV_PAGEOUT swaps out pages %d-%d and leaves 0-%d present",
-			 mode, HOT, NPAGES - 1, HOT - 1);
-		t_result(y1.queries - y0.queries >= NPAGES &&
-			 y1.found - y0.found >= HOT,
-			 "%s: reclaim asked about every page, %d were found young",
-			 mode, HOT);
-	} else if (t_odp) {
-		t_result(ok && states_are(state, 0, 'P', 'S'),
-			 "%s: the first MADV_PAGEOUT swaps out all %d pages",
-			 mode, NPAGES);
-		t_result(y1.queries == y0.queries && y1.found == y0.found,
-			 "%s: the young counters do not move", mode);
-	} else {
-		t_result(ok && states_are(state, NPAGES, 'P', 'S'),
-			 "%s: the first MADV_PAGEOUT swaps out no pinned page",
-			 mode);
+	if (check == FIRST_STATES) {
+		ASSERT_TRUE(ok);	/* state[] is unset otherwise */
+		if (odp_aged) {
+			/* pages 32-63 out, 0-31 present */
+			EXPECT_TRUE(states_are(state, HOT, 'P', 'S')) {
+				TH_LOG("%s: %s", mode, state);
+			}
+		} else if (t_odp) {
+			/* all 64 pages out */
+			EXPECT_TRUE(states_are(state, 0, 'P', 'S')) {
+				TH_LOG("%s: %s", mode, state);
+			}
+		} else {
+			/* no pinned page out */
+			EXPECT_TRUE(states_are(state, NPAGES, 'P', 'S')) {
+				TH_LOG("%s: %s", mode, state);
+			}
+		}
+		return;
+	}
+	if (check == FIRST_YOUNG) {
+		if (odp_aged) {
+			/* asked about every page, 32 found young */
+			EXPECT_LE(NPAGES, y1.queries - y0.queries);
+			EXPECT_LE(HOT, y1.found - y0.found);
+		} else {
+			EXPECT_EQ(y0.queries, y1.queries);
+			EXPECT_EQ(y0.found, y1.found);
+		}
+		return;
 	}
 
-	ok = pageout(buf, LEN, state, "second MADV_PAGEOUT");
-	if (t_odp)
-		t_result(ok && states_are(state, 0, 'P', 'S'),
-			 "%s: a second MADV_PAGEOUT with no traffic between swaps out all %d pages",
-			 mode, NPAGES);
-	else
-		t_result(ok && states_are(state, NPAGES, 'P', 'S'),
-			 "%s: the second MADV_PAGEOUT swaps out no pinned page",
-			 mode);
+	ok = pageout(self->buf, LEN, state, "second MADV_PAGEOUT");
+	if (check == SECOND_STATES) {
+		ASSERT_TRUE(ok);	/* state[] is unset otherwise */
+		if (t_odp) {
+			/* all 64 out: the first pass cleared the bits */
+			EXPECT_TRUE(states_are(state, 0, 'P', 'S')) {
+				TH_LOG("%s: %s", mode, state);
+			}
+		} else {
+			/* no pinned page out */
+			EXPECT_TRUE(states_are(state, NPAGES, 'P', 'S')) {
+				TH_LOG("%s: %s", mode, state);
+			}
+		}
+		return;
+	}
 
-	memset(local, 0, LEN);
+	memset(self->local, 0, LEN);
 	snprintf(what, sizeof(what), "%s: READ after the pageouts", mode);
-	ok = !dev_read(buf, LEN, mr) && t_check(local, want, LEN, what) &&
-	     t_check(buf, want, LEN, "CPU view after the pageouts");
-	t_result(ok, "%s: a READ of all %d pages returns the data", mode,
-		 NPAGES);
-out:
-	t_dereg_mr(mr);
-	t_munmap(buf, LEN);
-	free(want);
+	EXPECT_EQ(0, dev_read(self, self->buf, LEN));
+	EXPECT_BYTES(self->local, self->want, LEN, what);
+	EXPECT_BYTES(self->buf, self->want, LEN,
+		     "CPU view after the pageouts");
 }
 
-/* A 2 MiB-aligned THP inside a fresh mapping, or NULL. */
-static uint8_t *thp_alloc(uint8_t **map)
+/*
+ * With odp_aging=1 in the ODP variant, with pinned MRs in the pinned one;
+ * MODE is "odp_aging=1" or "pinned".
+ */
+
+/* MODE: the device READs pages 0-31 of 64 */
+TEST_F(aging, base_hot_read)
+{
+	base_pages(_metadata, self, variant->odp, HOT_READ);
+}
+
+/*
+ * odp_aging=1: the first MADV_PAGEOUT swaps out pages 32-63 and leaves
+ * 0-31 present (pinned: the first MADV_PAGEOUT swaps out no pinned page)
+ */
+TEST_F(aging, base_first_pageout)
+{
+	base_pages(_metadata, self, variant->odp, FIRST_STATES);
+}
+
+/* odp_aging=1: reclaim asked about every page, 32 were found young */
+TEST_F(aging, base_young_counters)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	base_pages(_metadata, self, true, FIRST_YOUNG);
+}
+
+/*
+ * odp_aging=1: a second MADV_PAGEOUT with no traffic between swaps out
+ * all 64 pages (pinned: the second MADV_PAGEOUT swaps out no pinned page)
+ */
+TEST_F(aging, base_second_pageout)
+{
+	base_pages(_metadata, self, variant->odp, SECOND_STATES);
+}
+
+/* MODE: a READ of all 64 pages returns the data */
+TEST_F(aging, base_read_after_pageouts)
+{
+	base_pages(_metadata, self, variant->odp, READ_ALL);
+}
+
+/* The same with odp_aging=0; ODP only. */
+
+/* odp_aging=0: the device READs pages 0-31 of 64 */
+TEST_F(aging, noaging_hot_read)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	base_pages(_metadata, self, false, HOT_READ);
+}
+
+/* odp_aging=0: the first MADV_PAGEOUT swaps out all 64 pages */
+TEST_F(aging, noaging_first_pageout)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	base_pages(_metadata, self, false, FIRST_STATES);
+}
+
+/* odp_aging=0: the young counters do not move */
+TEST_F(aging, noaging_young_counters)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	base_pages(_metadata, self, false, FIRST_YOUNG);
+}
+
+/*
+ * odp_aging=0: a second MADV_PAGEOUT with no traffic between swaps out
+ * all 64 pages
+ */
+TEST_F(aging, noaging_second_pageout)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	base_pages(_metadata, self, false, SECOND_STATES);
+}
+
+/* odp_aging=0: a READ of all 64 pages returns the data */
+TEST_F(aging, noaging_read_after_pageouts)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	base_pages(_metadata, self, false, READ_ALL);
+}
+
+/* A 2 MiB-aligned THP inside a fresh mapping (self->buf), or NULL. */
+static uint8_t *thp_alloc(FIXTURE_DATA(aging) *self)
 {
 	uint8_t *p;
 	char state[2];
 	long before = t_meminfo_kb("AnonHugePages");
 
-	*map = t_mmap(2 * THP_SZ);
-	if (!*map)
+	self->buf = t_mmap(2 * THP_SZ);
+	self->buf_len = 2 * THP_SZ;
+	if (!self->buf)
 		return NULL;
-	p = (uint8_t *)(((uintptr_t)*map + THP_SZ - 1) & ~(THP_SZ - 1));
+	p = (uint8_t *)(((uintptr_t)self->buf + THP_SZ - 1) & ~(THP_SZ - 1));
 	madvise(p, THP_SZ, MADV_HUGEPAGE);
 	t_fill(p, THP_SZ, 63);
 	if (t_meminfo_kb("AnonHugePages") - before < (long)(THP_SZ / 1024) ||
@@ -189,110 +377,125 @@ static uint8_t *thp_alloc(uint8_t **map)
 	return p;
 }
 
-static void huge_page(bool aging)
+/* Pages of @state that are present. */
+static long present_pages(const char *state)
 {
-	static char state[THP_SZ / T_PAGE + 1];
-	uint8_t *map, *p, *want;
-	struct ibv_mr *mr = NULL;
-	bool ok;
-	long present;
+	long present = 0;
 	size_t i;
 
-	want = malloc(THP_SZ);
-	if (!want)
-		t_bail("out of memory");
-	p = thp_alloc(&map);
-	if (!p) {
-		t_skip("no transparent huge page could be had", "THP: the first MADV_PAGEOUT");
-		t_skip("no transparent huge page could be had", "THP: the second MADV_PAGEOUT, READ");
-		goto out;
-	}
-	memcpy(want, p, THP_SZ);
-	mr = t_reg_mr(&dev, p, THP_SZ, T_ACCESS_ALL);
-	ok = mr && !dev_read(p, THP_SZ, mr) &&
-	     t_check(local, want, THP_SZ, "READ of the THP");
-	ok = ok && pageout(p, THP_SZ, state, "THP, first MADV_PAGEOUT");
-	for (present = 0, i = 0; state[i]; i++)
+	for (i = 0; state[i]; i++)
 		present += state[i] == 'P';
+	return present;
+}
+
+/*
+ * A THP the device READs, then a MADV_PAGEOUT (checked if !@second); if
+ * @second, then a second MADV_PAGEOUT and a READ (checked).
+ */
+static void huge_page(struct __test_metadata *_metadata,
+		      FIXTURE_DATA(aging) *self, bool aging, bool second)
+{
+	static char state[THP_SZ / T_PAGE + 1];
+	uint8_t *p;
+	bool ok;
+	long present;
+
+	if (t_odp)
+		AGING_SET(aging);
+	self->want = malloc(THP_SZ);
+	ASSERT_NE(NULL, self->want) {
+		TH_LOG("out of memory");
+	}
+	p = thp_alloc(self);
+	if (!p)
+		SKIP(return, "no transparent huge page could be had");
+	memcpy(self->want, p, THP_SZ);
+	self->mr = t_reg_mr(&self->dev, p, THP_SZ, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->mr);
+	if (!second) {
+		EXPECT_EQ(0, dev_read(self, p, THP_SZ));
+		EXPECT_BYTES(self->local, self->want, THP_SZ,
+			     "READ of the THP");
+	} else {
+		ASSERT_EQ(0, dev_read(self, p, THP_SZ));
+		ASSERT_BYTES(self->local, self->want, THP_SZ,
+			     "READ of the THP");
+	}
+	ok = pageout(p, THP_SZ, state, "THP, first MADV_PAGEOUT");
+	present = ok ? present_pages(state) : 0;
 	t_diag("THP, first MADV_PAGEOUT: %ld of %lu pages present", present,
 	       THP_SZ / T_PAGE);
-	if (t_odp && aging)
-		t_result(ok && present == THP_SZ / T_PAGE,
-			 "THP: the device's huge entry keeps a THP resident once");
-	else if (t_odp)
-		t_result(ok && present == 0,
-			 "THP, odp_aging=0: the first MADV_PAGEOUT takes it");
-	else
-		t_result(ok && present == THP_SZ / T_PAGE,
-			 "THP: MADV_PAGEOUT swaps out no page of a pinned THP");
+	if (!second) {
+		EXPECT_TRUE(ok);
+		if (t_odp && aging) {
+			/* THP: the device's huge entry keeps a THP resident
+			 * once
+			 */
+			EXPECT_EQ(THP_SZ / T_PAGE, present);
+		} else if (t_odp) {
+			/* THP, odp_aging=0: the first MADV_PAGEOUT takes it */
+			EXPECT_EQ(0, present);
+		} else {
+			/* THP: MADV_PAGEOUT swaps out no page of a pinned
+			 * THP
+			 */
+			EXPECT_EQ(THP_SZ / T_PAGE, present);
+		}
+		return;
+	}
 
-	ok = mr && pageout(p, THP_SZ, state, "THP, second MADV_PAGEOUT");
-	for (present = 0, i = 0; state[i]; i++)
-		present += state[i] == 'P';
+	ok = pageout(p, THP_SZ, state, "THP, second MADV_PAGEOUT");
+	present = ok ? present_pages(state) : 0;
 	t_diag("THP, second MADV_PAGEOUT: %ld of %lu pages present", present,
 	       THP_SZ / T_PAGE);
-	ok = ok && (t_odp ? present == 0 : present == THP_SZ / T_PAGE);
-	memset(local, 0, THP_SZ);
-	ok = mr && !dev_read(p, THP_SZ, mr) &&
-	     t_check(local, want, THP_SZ, "READ of the THP after the pageouts") &&
-	     ok;
-	if (t_odp)
-		t_result(ok, "THP%s: a second MADV_PAGEOUT leaves it out, READ returns the data",
-			 aging ? "" : ", odp_aging=0");
-	else
-		t_result(ok, "THP: a second MADV_PAGEOUT takes no pinned page, READ returns the data");
-	t_dereg_mr(mr);
-	t_munmap(map, 2 * THP_SZ);
-out:
-	free(want);
-}
-
-int main(int argc, char **argv)
-{
-	int aging;
-	cpu_set_t cpu;
-
-	t_init(argc, argv, "ODP MRs tell reclaim which pages the device uses");
-	t_plan(t_odp ? 14 : 6);
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
-	aging = t_odp_aging();
-	if (t_odp && aging < 0)
-		t_bail("rdma_rxe has no odp_aging parameter");
-	CPU_ZERO(&cpu);
-	CPU_SET(0, &cpu);
-	if (sched_setaffinity(0, sizeof(cpu), &cpu))
-		t_bail("sched_setaffinity: %s", strerror(errno));
-	local = t_mmap(THP_SZ);
-	if (!local)
-		t_bail("out of memory");
-	lmr = t_reg_mr_mode(&dev, local, THP_SZ, T_ACCESS_ALL, false);
-	if (!lmr)
-		t_bail("cannot register the local buffer");
-
+	EXPECT_TRUE(ok);
 	if (t_odp) {
-		if (!t_odp_aging_set(true))
-			t_bail("cannot set odp_aging");
-		base_pages(true);
-		if (!t_odp_aging_set(false))
-			t_bail("cannot clear odp_aging");
-		base_pages(false);
-		if (!t_odp_aging_set(true))
-			t_bail("cannot set odp_aging");
+		EXPECT_EQ(0, present);
 	} else {
-		base_pages(false);
+		EXPECT_EQ(THP_SZ / T_PAGE, present);
 	}
-	huge_page(true);
-	if (t_odp) {
-		if (!t_odp_aging_set(false))
-			t_bail("cannot clear odp_aging");
-		huge_page(false);
-	}
-	if (aging >= 0)
-		t_odp_aging_set(aging);
-
-	t_dereg_mr(lmr);
-	t_munmap(local, THP_SZ);
-	t_dev_close(&dev);
-	return t_finish();
+	memset(self->local, 0, THP_SZ);
+	EXPECT_EQ(0, dev_read(self, p, THP_SZ));
+	EXPECT_BYTES(self->local, self->want, THP_SZ,
+		     "READ of the THP after the pageouts");
 }
+
+/*
+ * THP: the device's huge entry keeps a THP resident once
+ * (pinned: THP: MADV_PAGEOUT swaps out no page of a pinned THP)
+ */
+TEST_F(aging, thp_first_pageout)
+{
+	huge_page(_metadata, self, true, false);
+}
+
+/*
+ * THP: a second MADV_PAGEOUT leaves it out, READ returns the data
+ * (pinned: THP: a second MADV_PAGEOUT takes no pinned page, READ returns
+ * the data)
+ */
+TEST_F(aging, thp_second_pageout_read)
+{
+	huge_page(_metadata, self, true, true);
+}
+
+/* THP, odp_aging=0: the first MADV_PAGEOUT takes it */
+TEST_F(aging, noaging_thp_first_pageout)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	huge_page(_metadata, self, false, false);
+}
+
+/*
+ * THP, odp_aging=0: a second MADV_PAGEOUT leaves it out, READ returns the
+ * data
+ */
+TEST_F(aging, noaging_thp_second_pageout_read)
+{
+	if (!variant->odp)
+		SKIP(return, "pinned MRs have no odp_aging");
+	huge_page(_metadata, self, false, true);
+}
+
+ODP_HARNESS_MAIN("ODP MRs tell reclaim which pages the device uses")

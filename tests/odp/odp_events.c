@@ -23,6 +23,11 @@
  *    parent's pages.
  *  - hugetlbfs: an ODP MR over 2 MiB huge pages.
  *
+ * Each test goes through its case's steps afresh, up to and including the
+ * one it checks; the RDMA operations and data of the steps before it are
+ * asserted on the way, the swap counts of the steps before are only
+ * printed.
+ *
  * Pinned MRs (--pinned): pinned pages cannot be swapped out (the contrast
  * asserts that none was), and after munmap the device still reaches the
  * old pages (the contrast asserts it reads the old data, even after a new
@@ -40,7 +45,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT	21
@@ -50,25 +55,81 @@
 #define HUGE_SZ		(2 * T_MIB)
 #define NR_HUGE		4
 
-static struct t_dev dev;
+/*
+ * The device, a registered local buffer for the reads and writes of every
+ * case, and what a test allocates: the buffer under test and its MR, the
+ * expected images, a QP pair, the pipes to a child.
+ */
+FIXTURE(events) {
+	struct t_dev dev;
+	uint8_t *local;
+	struct ibv_mr *lmr;
+	uint8_t *buf;
+	size_t len;
+	struct ibv_mr *mr;
+	uint8_t *want, *old, *fresh;
+	struct t_rc_pair pair;
+	int go[2], back[2];
+	pid_t child;
+};
 
-/* A registered local buffer for the reads and writes of every case. */
-static uint8_t *local;
-static struct ibv_mr *lmr;
+ODP_VARIANTS(events);
 
-/* t_rdma_chunked() and t_rdma_fresh_pair() from local (lmr). */
-static int dev_op_on(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
-		     void *raddr, size_t len, struct ibv_mr *mr)
+FIXTURE_SETUP(events)
 {
-	return t_rdma_chunked(p, op, laddr, lmr->lkey, raddr, mr->rkey, len,
-			      false);
+	t_variant();
+	self->go[0] = self->go[1] = self->back[0] = self->back[1] = -1;
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+	self->local = t_mmap(LEN);
+	ASSERT_NE(NULL, self->local) {
+		TH_LOG("out of memory");
+	}
+	self->lmr = t_reg_mr(&self->dev, self->local, LEN, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->lmr) {
+		TH_LOG("cannot register %s MRs", t_mode());
+	}
 }
 
-static int dev_op(enum ibv_wr_opcode op, void *laddr, void *raddr, size_t len,
-		  struct ibv_mr *mr)
+FIXTURE_TEARDOWN(events)
 {
-	return t_rdma_fresh_pair(&dev, op, laddr, lmr->lkey, raddr, mr->rkey,
-				 len);
+	int i;
+
+	if (self->child > 0) {
+		kill(self->child, SIGKILL);
+		waitpid(self->child, NULL, 0);
+	}
+	for (i = 0; i < 2; i++) {
+		if (self->go[i] >= 0)
+			close(self->go[i]);
+		if (self->back[i] >= 0)
+			close(self->back[i]);
+	}
+	t_rc_pair_destroy(&self->pair);
+	t_dereg_mr(self->mr);
+	if (self->buf)
+		munmap(self->buf, self->len);
+	free(self->want);
+	free(self->old);
+	free(self->fresh);
+	t_dereg_mr(self->lmr);
+	t_munmap(self->local, LEN);
+	t_dev_close(&self->dev);
+}
+
+/* t_rdma_chunked() and t_rdma_fresh_pair() from local (lmr). */
+static int dev_op_on(FIXTURE_DATA(events) *self, struct t_rc_pair *p,
+		     enum ibv_wr_opcode op, void *laddr, void *raddr,
+		     size_t len)
+{
+	return t_rdma_chunked(p, op, laddr, self->lmr->lkey, raddr,
+			      self->mr->rkey, len, false);
+}
+
+static int dev_op(FIXTURE_DATA(events) *self, enum ibv_wr_opcode op,
+		  void *laddr, void *raddr, size_t len)
+{
+	return t_rdma_fresh_pair(&self->dev, op, laddr, self->lmr->lkey,
+				 raddr, self->mr->rkey, len);
 }
 
 /* True if no page of [p, p + len) is mapped. */
@@ -109,6 +170,28 @@ static long swapped_pages(void *p, size_t len)
 	return swapped;
 }
 
+/* A fresh anonymous buffer of @len bytes under test (self->buf). */
+#define BUF_MAP(l) do {							\
+	self->len = (l);						\
+	self->buf = t_mmap(self->len);					\
+	ASSERT_NE(NULL, self->buf);					\
+} while (0)
+
+/* An expected image (self->want, old, fresh) of @len bytes. */
+#define IMAGE(img, l) do {						\
+	self->img = malloc(l);						\
+	ASSERT_NE(NULL, self->img) {					\
+		TH_LOG("out of memory");				\
+	}								\
+} while (0)
+
+/* The buffer under test registered (self->mr). */
+#define BUF_REG() do {							\
+	self->mr = t_reg_mr(&self->dev, self->buf, self->len,		\
+			    T_ACCESS_ALL);				\
+	ASSERT_NE(NULL, self->mr);					\
+} while (0)
+
 /* ---- MADV_PAGEOUT --------------------------------------------------------- */
 
 /* MADV_PAGEOUT of [p, p + len); true if as many pages as the mode
@@ -125,195 +208,313 @@ static bool pageout_check(void *p, size_t len, const char *when)
 	return t_odp ? n >= total * 9 / 10 : n == 0;
 }
 
+/* The steps of the MADV_PAGEOUT case, each one test's check. */
+enum pageout_step {
+	SWAPPED,	/* MADV_PAGEOUT swaps out what the mode expects */
+	READ_BACK,	/* then RDMA READ returns the data */
+	WRITE_LANDS,	/* again, then RDMA WRITE lands */
+	CYCLES_SWAP,	/* the cycles swap out what the mode expects */
+	CYCLES_DATA,	/* and lose no byte */
+};
+
 /*
  * CYCLES times: MADV_PAGEOUT; the first quarter is swapped back in by
  * CPU reads, the second by a device READ, the rest stays out; an RDMA
  * WRITE over all of it but the first and last page; MADV_PAGEOUT again
- * and the CPU reads everything back.  *swapped_ok: every MADV_PAGEOUT
- * swapped what the mode expects; *data_ok: nothing RDMA wrote is lost.
+ * and the CPU reads everything back.  CYCLES_SWAP checks that every
+ * MADV_PAGEOUT swapped what the mode expects, CYCLES_DATA that nothing
+ * RDMA wrote is lost.
  */
 #define CYCLES	3
-static void pageout_cycles(uint8_t *buf, uint8_t *want, struct ibv_mr *mr,
-			   bool *swapped_ok, bool *data_ok)
+static void pageout_cycles(struct __test_metadata *_metadata,
+			   FIXTURE_DATA(events) *self, enum pageout_step check)
 {
+	uint8_t *buf = self->buf, *want = self->want;
 	size_t q = LEN / 4, i;
 	volatile uint8_t sink = 0;
 	char what[96];
+	bool ok;
 	int c;
 
-	*swapped_ok = *data_ok = true;
 	for (c = 1; c <= CYCLES; c++) {
 		snprintf(what, sizeof(what), "cycle %d, before the read-only swap-in", c);
-		*swapped_ok = pageout_check(buf, LEN, what) && *swapped_ok;
+		ok = pageout_check(buf, LEN, what);
+		if (check == CYCLES_SWAP) {
+			EXPECT_TRUE(ok) {
+				TH_LOG("%s", what);
+			}
+		}
 		/* Read-only swap-in: CPU reads, then a device READ. */
 		for (i = 0; i < q; i += T_PAGE)
 			sink += buf[i];
-		memset(local, 0, q);
+		memset(self->local, 0, q);
 		snprintf(what, sizeof(what), "cycle %d: READ swapping in", c);
-		*data_ok = !dev_op(IBV_WR_RDMA_READ, local, buf + q, q, mr) &&
-			   t_check(local, want + q, q, what) && *data_ok;
+		if (check == CYCLES_DATA) {
+			EXPECT_EQ(0, dev_op(self, IBV_WR_RDMA_READ,
+					    self->local, buf + q, q));
+			EXPECT_BYTES(self->local, want + q, q, what);
+		} else {
+			dev_op(self, IBV_WR_RDMA_READ, self->local, buf + q,
+			       q);
+		}
 		t_diag("cycle %d: swapped out after the read-only swap-in: %ld / %ld / %ld pages of each quarter",
 		       c, swapped_pages(buf, q), swapped_pages(buf + q, q),
 		       swapped_pages(buf + 2 * q, 2 * q));
 		/* The device writes into all three kinds of page. */
-		t_fill(local, LEN - 2 * T_PAGE, 100 + c);
-		memcpy(want + T_PAGE + 3 * c, local, LEN - 2 * T_PAGE);
-		*data_ok = !dev_op(IBV_WR_RDMA_WRITE, local, buf + T_PAGE + 3 * c,
-				   LEN - 2 * T_PAGE, mr) && *data_ok;
+		t_fill(self->local, LEN - 2 * T_PAGE, 100 + c);
+		memcpy(want + T_PAGE + 3 * c, self->local, LEN - 2 * T_PAGE);
+		if (check == CYCLES_DATA) {
+			EXPECT_EQ(0, dev_op(self, IBV_WR_RDMA_WRITE,
+					    self->local, buf + T_PAGE + 3 * c,
+					    LEN - 2 * T_PAGE)) {
+				TH_LOG("cycle %d: WRITE", c);
+			}
+		} else {
+			dev_op(self, IBV_WR_RDMA_WRITE, self->local,
+			       buf + T_PAGE + 3 * c, LEN - 2 * T_PAGE);
+		}
 		snprintf(what, sizeof(what), "cycle %d, after the WRITE", c);
-		*swapped_ok = pageout_check(buf, LEN, what) && *swapped_ok;
+		ok = pageout_check(buf, LEN, what);
+		if (check == CYCLES_SWAP) {
+			EXPECT_TRUE(ok) {
+				TH_LOG("%s", what);
+			}
+		}
 		snprintf(what, sizeof(what), "cycle %d: CPU read-back after MADV_PAGEOUT", c);
-		*data_ok = t_check(buf, want, LEN, what) && *data_ok;
+		ok = t_check(buf, want, LEN, what);
+		if (check == CYCLES_DATA) {
+			EXPECT_TRUE(ok);
+		}
 	}
 	(void)sink;
 }
 
-static void pageout(bool *moved, bool *read_ok, bool *write_ok,
-		    bool *cyc_swapped, bool *cyc_data)
+/*
+ * The MADV_PAGEOUT case up to step @check, which is checked: the device
+ * maps every page, MADV_PAGEOUT (twice with odp_aging), a READ, then
+ * MADV_PAGEOUT again and a WRITE, then the cycles.
+ */
+static void pageout(struct __test_metadata *_metadata,
+		    FIXTURE_DATA(events) *self, enum pageout_step check)
 {
-	uint8_t *buf, *want;
-	struct ibv_mr *mr;
 	long n, n1, total = LEN / T_PAGE;
 	bool aging = t_odp && t_odp_aging() == 1;
 
-	*moved = *read_ok = *write_ok = *cyc_swapped = *cyc_data = false;
-	buf = t_mmap(LEN);
-	want = malloc(LEN);
-	if (!buf || !want)
-		goto out;
+	BUF_MAP(LEN);
+	IMAGE(want, LEN);
 	/* Base pages: MADV_PAGEOUT would split a huge page first. */
-	madvise(buf, LEN, MADV_NOHUGEPAGE);
-	t_fill(buf, LEN, 11);
-	memcpy(want, buf, LEN);
-	mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
+	madvise(self->buf, LEN, MADV_NOHUGEPAGE);
+	t_fill(self->buf, LEN, 11);
+	memcpy(self->want, self->buf, LEN);
+	BUF_REG();
 	t_diag("SwapTotal %ld kB, SwapFree %ld kB", t_meminfo_kb("SwapTotal"),
 	       t_meminfo_kb("SwapFree"));
 	/* The device maps every page first. */
-	if (dev_op(IBV_WR_RDMA_READ, local, buf, LEN, mr) ||
-	    !t_check(local, want, LEN, "READ before MADV_PAGEOUT"))
-		goto out_mr;
+	ASSERT_EQ(0, dev_op(self, IBV_WR_RDMA_READ, self->local, self->buf,
+			    LEN));
+	ASSERT_BYTES(self->local, self->want, LEN,
+		     "READ before MADV_PAGEOUT");
 
 	/*
 	 * With odp_aging, reclaim learns that the device just used every
 	 * page and spares them once; the second pass takes them.
 	 */
-	if (madvise(buf, LEN, MADV_PAGEOUT))
+	if (madvise(self->buf, LEN, MADV_PAGEOUT))
 		t_diag("madvise(MADV_PAGEOUT): %s", strerror(errno));
-	n = n1 = swapped_pages(buf, LEN);
+	n = n1 = swapped_pages(self->buf, LEN);
 	t_diag("after MADV_PAGEOUT %ld of %ld pages are swapped out", n,
 	       total);
 	if (aging) {
-		if (madvise(buf, LEN, MADV_PAGEOUT))
+		if (madvise(self->buf, LEN, MADV_PAGEOUT))
 			t_diag("madvise(MADV_PAGEOUT): %s", strerror(errno));
-		n = swapped_pages(buf, LEN);
+		n = swapped_pages(self->buf, LEN);
 		t_diag("after a second MADV_PAGEOUT %ld of %ld pages are swapped out",
 		       n, total);
 	}
-	if (aging)
-		*moved = n1 <= total / 10 && n >= total * 9 / 10;
-	else if (t_odp)
-		*moved = n >= total * 9 / 10;
-	else
-		*moved = n == 0;
+	if (check == SWAPPED) {
+		if (aging) {
+			EXPECT_GE(total / 10, n1);
+			EXPECT_LE(total * 9 / 10, n);
+		} else if (t_odp) {
+			EXPECT_LE(total * 9 / 10, n);
+		} else {
+			EXPECT_EQ(0, n);
+		}
+		return;
+	}
 
-	memset(local, 0, LEN);
-	*read_ok = !dev_op(IBV_WR_RDMA_READ, local, buf, LEN, mr) &&
-		   t_check(local, want, LEN, "READ after MADV_PAGEOUT");
+	memset(self->local, 0, LEN);
+	if (check == READ_BACK) {
+		EXPECT_EQ(0, dev_op(self, IBV_WR_RDMA_READ, self->local,
+				    self->buf, LEN));
+		EXPECT_BYTES(self->local, self->want, LEN,
+			     "READ after MADV_PAGEOUT");
+		return;
+	}
+	ASSERT_EQ(0, dev_op(self, IBV_WR_RDMA_READ, self->local, self->buf,
+			    LEN));
+	ASSERT_BYTES(self->local, self->want, LEN, "READ after MADV_PAGEOUT");
 
 	/* Out again, then the device writes. */
-	t_pageout(buf, LEN);
+	t_pageout(self->buf, LEN);
 	t_diag("before the WRITE %ld pages are swapped out",
-	       swapped_pages(buf, LEN));
-	t_fill(local, LEN - 2 * T_PAGE, 12);
-	memcpy(want + T_PAGE + 1, local, LEN - 2 * T_PAGE);
-	*write_ok = !dev_op(IBV_WR_RDMA_WRITE, local, buf + T_PAGE + 1,
-			    LEN - 2 * T_PAGE, mr) &&
-		    t_check(buf, want, LEN, "CPU view of a WRITE after MADV_PAGEOUT");
-	pageout_cycles(buf, want, mr, cyc_swapped, cyc_data);
-out_mr:
-	t_dereg_mr(mr);
-out:
-	t_munmap(buf, LEN);
-	free(want);
+	       swapped_pages(self->buf, LEN));
+	t_fill(self->local, LEN - 2 * T_PAGE, 12);
+	memcpy(self->want + T_PAGE + 1, self->local, LEN - 2 * T_PAGE);
+	if (check == WRITE_LANDS) {
+		EXPECT_EQ(0, dev_op(self, IBV_WR_RDMA_WRITE, self->local,
+				    self->buf + T_PAGE + 1, LEN - 2 * T_PAGE));
+		EXPECT_BYTES(self->buf, self->want, LEN,
+			     "CPU view of a WRITE after MADV_PAGEOUT");
+		return;
+	}
+	ASSERT_EQ(0, dev_op(self, IBV_WR_RDMA_WRITE, self->local,
+			    self->buf + T_PAGE + 1, LEN - 2 * T_PAGE));
+	ASSERT_BYTES(self->buf, self->want, LEN,
+		     "CPU view of a WRITE after MADV_PAGEOUT");
+	pageout_cycles(_metadata, self, check);
+}
+
+/*
+ * MADV_PAGEOUT spares the pages the device just read once, then swaps out
+ * >= 90% of them (odp_aging=1); MADV_PAGEOUT swaps out >= 90% of the pages
+ * under the ODP MR (odp_aging=0); pinned contrast: MADV_PAGEOUT swaps out
+ * no pinned page
+ */
+TEST_F(events, pageout_swaps_out)
+{
+	pageout(_metadata, self, SWAPPED);
+}
+
+/* after MADV_PAGEOUT, RDMA READ returns the data */
+TEST_F(events, pageout_then_read)
+{
+	pageout(_metadata, self, READ_BACK);
+}
+
+/* after MADV_PAGEOUT, RDMA WRITE lands and the CPU sees it */
+TEST_F(events, pageout_then_write)
+{
+	pageout(_metadata, self, WRITE_LANDS);
+}
+
+/* The cycles take 10-25 s on Debian's kernel under TCG (a shared host). */
+#define CYCLES_TIMEOUT	90
+
+/*
+ * 3 MADV_PAGEOUT cycles: each swaps out >= 90% of the pages, also after
+ * RDMA WRITEs (pinned contrast: 3 MADV_PAGEOUT cycles swap out no pinned
+ * page)
+ */
+TEST_F_TIMEOUT(events, pageout_cycles_swap, CYCLES_TIMEOUT)
+{
+	pageout(_metadata, self, CYCLES_SWAP);
+}
+
+/*
+ * 3 cycles of swap-out, read-only swap-in (CPU, RDMA READ), RDMA WRITE,
+ * swap-out: no byte lost
+ */
+TEST_F_TIMEOUT(events, pageout_cycles_data, CYCLES_TIMEOUT)
+{
+	pageout(_metadata, self, CYCLES_DATA);
 }
 
 /* ---- munmap and a new mapping at the same address ------------------------ */
 
-static void unmap_remap(bool *gone_ok, bool *new_ok)
+/*
+ * The device READs the buffer, which is then unmapped; a READ of the
+ * unmapped range; if @remap, a new mapping at the same address and a READ
+ * of it.  Checks the READ of the unmapped range if !@remap, the READ of
+ * the new mapping if @remap.
+ */
+static void unmap_remap(struct __test_metadata *_metadata,
+			FIXTURE_DATA(events) *self, bool remap)
 {
-	uint8_t *buf, *old, *fresh;
+	struct t_rc_pair *p = &self->pair;
+	uint8_t *buf;
 	size_t len = 64 * T_PAGE;
-	struct t_rc_pair p;
-	struct ibv_mr *mr;
 	int s;
 
-	*gone_ok = *new_ok = false;
-	buf = t_mmap(len);
-	old = malloc(len);
-	fresh = malloc(len);
-	if (!buf || !old || !fresh)
-		goto out;
+	BUF_MAP(len);
+	buf = self->buf;
+	IMAGE(old, len);
+	IMAGE(fresh, len);
 	t_fill(buf, len, 21);
-	memcpy(old, buf, len);
-	mr = t_reg_mr(&dev, buf, len, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
-	if (dev_op(IBV_WR_RDMA_READ, local, buf, len, mr) ||
-	    !t_check(local, old, len, "READ before munmap"))
-		goto out_mr;
+	memcpy(self->old, buf, len);
+	BUF_REG();
+	ASSERT_EQ(0, dev_op(self, IBV_WR_RDMA_READ, self->local, buf, len));
+	ASSERT_BYTES(self->local, self->old, len, "READ before munmap");
 
 	/*
 	 * The QP pair exists before the munmap: creating one maps queues,
 	 * and a new mapping could take the freed address range.
 	 */
-	if (t_rc_pair_create(&dev, &p, NULL))
-		goto out_mr;
-	memset(local, 0x5a, len);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, p, NULL));
+	memset(self->local, 0x5a, len);
 	munmap(buf, len);
-	s = dev_op_on(&p, IBV_WR_RDMA_READ, local, buf + 8 * T_PAGE + 7,
-		      3 * T_PAGE, mr);
+	self->buf = NULL;
+	s = dev_op_on(self, p, IBV_WR_RDMA_READ, self->local,
+		      buf + 8 * T_PAGE + 7, 3 * T_PAGE);
 	t_diag("READ of the unmapped range: %s", t_wc_status_str(s));
 	if (!unmapped(buf, len)) {
 		t_diag("something was mapped at the freed range meanwhile: no verdict");
 		s = -1;
 	}
-	t_rc_pair_destroy(&p);
+	t_rc_pair_destroy(p);
 	if (s == IBV_WC_SUCCESS && t_odp) {
-		if (!t_cmp(local, old + 8 * T_PAGE + 7, 3 * T_PAGE))
+		if (!t_cmp(self->local, self->old + 8 * T_PAGE + 7,
+			   3 * T_PAGE))
 			t_diag("the READ returned the data of the unmapped pages");
-		else if (t_check_byte(local, 0, 3 * T_PAGE, "READ result"))
+		else if (t_check_byte(self->local, 0, 3 * T_PAGE,
+				      "READ result"))
 			t_diag("the READ returned zeros");
 	}
-	if (t_odp)
-		*gone_ok = s == IBV_WC_REM_ACCESS_ERR &&
-			   t_check_byte(local, 0x5a, 3 * T_PAGE,
-					"local buffer after the failed READ");
-	else
-		*gone_ok = s == IBV_WC_SUCCESS &&
-			   t_check(local, old + 8 * T_PAGE + 7, 3 * T_PAGE,
-				   "pinned: READ after munmap");
-
-	if (mmap(buf, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != buf) {
-		t_diag("mmap(MAP_FIXED): %s", strerror(errno));
-		goto out_mr;
+	if (!remap) {
+		if (t_odp) {
+			EXPECT_WC(IBV_WC_REM_ACCESS_ERR, s);
+			EXPECT_FILLED(self->local, 0x5a, 3 * T_PAGE,
+				      "local buffer after the failed READ");
+		} else {
+			EXPECT_WC(IBV_WC_SUCCESS, s);
+			EXPECT_BYTES(self->local, self->old + 8 * T_PAGE + 7,
+				     3 * T_PAGE, "pinned: READ after munmap");
+		}
+		return;
 	}
+
+	ASSERT_EQ(buf, mmap(buf, len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)) {
+		TH_LOG("mmap(MAP_FIXED): %s", strerror(errno));
+	}
+	self->buf = buf;
 	t_fill(buf, len, 22);
-	memcpy(fresh, buf, len);
-	memset(local, 0, len);
-	s = dev_op(IBV_WR_RDMA_READ, local, buf, len, mr);
-	*new_ok = s == IBV_WC_SUCCESS &&
-		  t_check(local, t_odp ? fresh : old, len,
-			  t_odp ? "READ of the new mapping" :
-			  "pinned: READ after a new mapping");
-out_mr:
-	t_dereg_mr(mr);
-out:
-	t_munmap(buf, len);
-	free(old);
-	free(fresh);
+	memcpy(self->fresh, buf, len);
+	memset(self->local, 0, len);
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_READ, self->local, buf, len));
+	EXPECT_BYTES(self->local, t_odp ? self->fresh : self->old, len,
+		     t_odp ? "READ of the new mapping" :
+		     "pinned: READ after a new mapping");
+}
+
+/*
+ * after munmap, RDMA READ of the range: IBV_WC_REM_ACCESS_ERR (pinned
+ * contrast: after munmap, RDMA READ still returns the old data)
+ */
+TEST_F(events, munmap_read)
+{
+	unmap_remap(_metadata, self, false);
+}
+
+/*
+ * after a new mmap at the same address, RDMA READ returns the new data
+ * (pinned contrast: after a new mmap at the same address, READ returns the
+ * old data)
+ */
+TEST_F(events, remap_read)
+{
+	unmap_remap(_metadata, self, true);
 }
 
 /* ---- fork ----------------------------------------------------------------- */
@@ -359,72 +560,96 @@ fork_child(uint8_t *buf, const uint8_t *old, size_t len, int in, int out)
 	_exit(st);
 }
 
+/* The checks of after_fork(), each one test's. */
+enum fork_check {
+	FORK_WRITE,	/* the WRITE lands in the parent, not the child */
+	FORK_CHILD,	/* the child's writes stay in the child */
+	FORK_CPU,	/* the device reads the parent's CPU writes */
+};
+
 /*
  * Without MADV_DONTFORK: the parent's WRITE lands in the parent only
- * (*write_ok), the child's CPU writes stay in the child while the device
- * reads and writes the parent's pages (*child_ok), and the device reads
- * what the parent's CPU writes (*cpu_ok).
+ * (FORK_WRITE), the child's CPU writes stay in the child while the device
+ * reads and writes the parent's pages (FORK_CHILD), and the device reads
+ * what the parent's CPU writes (FORK_CPU).  The whole sequence runs for
+ * each: the child reports at its end.
  */
-static void after_fork(bool *write_ok, bool *child_ok, bool *cpu_ok)
+static void after_fork(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(events) *self, enum fork_check check)
 {
 	size_t len = 256 * T_PAGE, off = 5 * T_PAGE + 3, n = 100 * T_PAGE;
-	int go[2] = { -1, -1 }, back[2] = { -1, -1 }, status = 0;
-	uint8_t *buf, *old, *want;
-	struct ibv_mr *mr;
-	bool ok;
+	bool write_ok, ok;
+	uint8_t *buf, *want;
+	int status = 0, s;
 	pid_t pid;
 
-	*write_ok = *child_ok = *cpu_ok = false;
-	buf = t_mmap(len);
-	old = malloc(len);
-	want = malloc(len);
-	if (!buf || !old || !want || pipe(go) || pipe(back))
-		goto out;
+	BUF_MAP(len);
+	buf = self->buf;
+	IMAGE(old, len);
+	IMAGE(want, len);
+	want = self->want;
+	ASSERT_EQ(0, pipe(self->go));
+	ASSERT_EQ(0, pipe(self->back));
 	t_fill(buf, len, 31);
-	memcpy(old, buf, len);
-	mr = t_reg_mr(&dev, buf, len, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
-	if (dev_op(IBV_WR_RDMA_READ, local, buf, len, mr))
-		goto out_mr;
+	memcpy(self->old, buf, len);
+	BUF_REG();
+	ASSERT_EQ(0, dev_op(self, IBV_WR_RDMA_READ, self->local, buf, len));
 
 	fflush(stdout);
 	pid = fork();
-	if (pid < 0) {
-		t_diag("fork: %s", strerror(errno));
-		goto out_mr;
+	ASSERT_LE(0, pid) {
+		TH_LOG("fork: %s", strerror(errno));
 	}
 	if (!pid)
-		fork_child(buf, old, len, go[0], back[1]);
+		fork_child(buf, self->old, len, self->go[0], self->back[1]);
+	self->child = pid;
 
 	/* Remote WRITE into the parent's (now copy-on-write) pages. */
-	memcpy(want, old, len);
-	t_fill(local, n, 32);
-	memcpy(want + off, local, n);
-	*write_ok = !dev_op(IBV_WR_RDMA_WRITE, local, buf + off, n, mr) &&
-		    t_check(buf, want, len, "parent's view of a WRITE after fork");
-	if (!pipe_put(go[1], 'g'))
+	memcpy(want, self->old, len);
+	t_fill(self->local, n, 32);
+	memcpy(want + off, self->local, n);
+	s = dev_op(self, IBV_WR_RDMA_WRITE, self->local, buf + off, n);
+	write_ok = t_check(buf, want, len,
+			   "parent's view of a WRITE after fork");
+	if (check == FORK_WRITE) {
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_TRUE(write_ok);
+	}
+	if (!pipe_put(self->go[1], 'g'))
 		t_diag("write(pipe): %s", strerror(errno));
 
 	/* The child has written its copy: the device still sees ours. */
-	ok = pipe_get(back[0], 'w');
+	ok = pipe_get(self->back[0], 'w');
 	if (!ok)
 		t_diag("no word from the child after its CPU writes");
-	memset(local, 0, len);
-	ok = !dev_op(IBV_WR_RDMA_READ, local, buf, len, mr) &&
-	     t_check(local, want, len, "READ of the parent after the child wrote its copy") &&
-	     ok;
-	t_fill(local, n, 35);
-	memcpy(want + off + 7 * T_PAGE, local, n);
-	ok = !dev_op(IBV_WR_RDMA_WRITE, local, buf + off + 7 * T_PAGE, n, mr) &&
-	     t_check(buf, want, len, "parent's view of a WRITE after the child wrote") &&
-	     ok;
-	if (!pipe_put(go[1], 'c'))
+	if (check == FORK_CHILD) {
+		EXPECT_TRUE(ok);
+	}
+	memset(self->local, 0, len);
+	s = dev_op(self, IBV_WR_RDMA_READ, self->local, buf, len);
+	ok = t_check(self->local, want, len,
+		     "READ of the parent after the child wrote its copy");
+	if (check == FORK_CHILD) {
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_TRUE(ok);
+	}
+	t_fill(self->local, n, 35);
+	memcpy(want + off + 7 * T_PAGE, self->local, n);
+	s = dev_op(self, IBV_WR_RDMA_WRITE, self->local,
+		   buf + off + 7 * T_PAGE, n);
+	ok = t_check(buf, want, len,
+		     "parent's view of a WRITE after the child wrote");
+	if (check == FORK_CHILD) {
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_TRUE(ok);
+	}
+	if (!pipe_put(self->go[1], 'c'))
 		t_diag("write(pipe): %s", strerror(errno));
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
 		t_diag("the child failed (status 0x%x)", status);
 		status = 0x700;
 	}
+	self->child = 0;
 	status = WEXITSTATUS(status);
 	if (status & 1)
 		t_diag("the child saw the parent's WRITE");
@@ -432,191 +657,163 @@ static void after_fork(bool *write_ok, bool *child_ok, bool *cpu_ok)
 		t_diag("the child's own writes changed under the parent's READ/WRITE");
 	if (status & ~3)
 		t_diag("the child failed (exit status %d)", status);
-	*write_ok = *write_ok && !(status & ~2);
-	*child_ok = ok && !(status & ~1);
+	if (check == FORK_WRITE) {
+		/* the child kept the old data, and it did not fail */
+		EXPECT_EQ(0, status & ~2);
+	}
+	if (check == FORK_CHILD) {
+		/* its own writes stayed, and it did not fail */
+		EXPECT_EQ(0, status & ~1);
+	}
 
 	/* The parent's CPU writes; the device must read that. */
 	t_fill(buf, len, 33);
 	memcpy(want, buf, len);
-	memset(local, 0, len);
-	*cpu_ok = !dev_op(IBV_WR_RDMA_READ, local, buf, len, mr) &&
-		  t_check(local, want, len, "READ of the parent's CPU writes after fork");
-out_mr:
-	t_dereg_mr(mr);
-out:
-	if (go[0] >= 0) {
-		close(go[0]);
-		close(go[1]);
+	memset(self->local, 0, len);
+	if (check == FORK_CPU) {
+		EXPECT_WC(IBV_WC_SUCCESS,
+			  dev_op(self, IBV_WR_RDMA_READ, self->local, buf,
+				 len));
+		EXPECT_BYTES(self->local, want, len,
+			     "READ of the parent's CPU writes after fork");
 	}
-	if (back[0] >= 0) {
-		close(back[0]);
-		close(back[1]);
-	}
-	t_munmap(buf, len);
-	free(old);
-	free(want);
+}
+
+/* after fork, a remote WRITE lands in the parent, the child keeps the old
+ * data
+ */
+TEST_F(events, fork_write_in_parent)
+{
+	after_fork(_metadata, self, FORK_WRITE);
+}
+
+/*
+ * after fork, the child's CPU writes stay in the child: READ returns the
+ * parent's data, WRITE lands in the parent
+ */
+TEST_F(events, fork_child_writes_stay)
+{
+	after_fork(_metadata, self, FORK_CHILD);
+}
+
+/* after fork, RDMA READ returns what the parent's CPU wrote */
+TEST_F(events, fork_cpu_writes_read)
+{
+	after_fork(_metadata, self, FORK_CPU);
 }
 
 /*
  * With MADV_DONTFORK on the registered range: the child has no mapping
- * there (*gone_ok: mincore() gives ENOMEM for every page, the child's
- * exit status says so), and the device keeps reading and writing the
- * parent's pages (*rdma_ok).
+ * there (mincore() gives ENOMEM for every page, the child's exit status
+ * says so; checked if !@rdma), and the device keeps reading and writing
+ * the parent's pages (checked if @rdma).
  */
-static void after_fork_dontfork(bool *gone_ok, bool *rdma_ok)
+static void after_fork_dontfork(struct __test_metadata *_metadata,
+				FIXTURE_DATA(events) *self, bool rdma)
 {
 	size_t len = 128 * T_PAGE, off = 3 * T_PAGE + 9, n = 90 * T_PAGE;
-	int status = 0;
 	uint8_t *buf, *want;
-	struct ibv_mr *mr;
+	int status = 0;
+	bool gone_ok;
 	pid_t pid;
 
-	*gone_ok = *rdma_ok = false;
-	buf = t_mmap(len);
-	want = malloc(len);
-	if (!buf || !want)
-		goto out;
+	BUF_MAP(len);
+	buf = self->buf;
+	IMAGE(want, len);
+	want = self->want;
 	t_fill(buf, len, 36);
 	memcpy(want, buf, len);
-	mr = t_reg_mr(&dev, buf, len, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
-	if (madvise(buf, len, MADV_DONTFORK)) {
-		t_diag("madvise(MADV_DONTFORK): %s", strerror(errno));
-		goto out_mr;
+	BUF_REG();
+	ASSERT_EQ(0, madvise(buf, len, MADV_DONTFORK)) {
+		TH_LOG("madvise(MADV_DONTFORK): %s", strerror(errno));
 	}
-	if (dev_op(IBV_WR_RDMA_READ, local, buf, len, mr))
-		goto out_mr;
+	ASSERT_EQ(0, dev_op(self, IBV_WR_RDMA_READ, self->local, buf, len));
 
 	fflush(stdout);
 	pid = fork();
-	if (pid < 0) {
-		t_diag("fork: %s", strerror(errno));
-		goto out_mr;
+	ASSERT_LE(0, pid) {
+		TH_LOG("fork: %s", strerror(errno));
 	}
 	if (!pid) {
 		alarm(60);
 		_exit(unmapped(buf, len) ? 0 : 1);
 	}
-	*gone_ok = waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
-		   WEXITSTATUS(status) == 0;
-	if (!*gone_ok)
+	self->child = pid;
+	gone_ok = waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		  WEXITSTATUS(status) == 0;
+	self->child = 0;
+	if (!gone_ok)
 		t_diag("MADV_DONTFORK: the child has the range mapped or failed (status 0x%x)",
 		       status);
+	if (!rdma) {
+		EXPECT_TRUE(gone_ok);
+		return;
+	}
 
-	t_fill(local, n, 37);
-	memcpy(want + off, local, n);
-	*rdma_ok = !dev_op(IBV_WR_RDMA_WRITE, local, buf + off, n, mr) &&
-		   t_check(buf, want, len, "parent's view of a WRITE after fork (MADV_DONTFORK)");
+	t_fill(self->local, n, 37);
+	memcpy(want + off, self->local, n);
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_WRITE, self->local, buf + off, n));
+	EXPECT_BYTES(buf, want, len,
+		     "parent's view of a WRITE after fork (MADV_DONTFORK)");
 	t_fill(buf, len / 2, 38);
 	memcpy(want, buf, len / 2);
-	memset(local, 0, len);
-	*rdma_ok = !dev_op(IBV_WR_RDMA_READ, local, buf, len, mr) &&
-		   t_check(local, want, len, "READ after fork (MADV_DONTFORK)") &&
-		   *rdma_ok;
-out_mr:
-	t_dereg_mr(mr);
-out:
-	t_munmap(buf, len);
-	free(want);
+	memset(self->local, 0, len);
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_READ, self->local, buf, len));
+	EXPECT_BYTES(self->local, want, len,
+		     "READ after fork (MADV_DONTFORK)");
+}
+
+/* fork with MADV_DONTFORK: the child has no mapping of the registered
+ * range
+ */
+TEST_F(events, dontfork_child_unmapped)
+{
+	after_fork_dontfork(_metadata, self, false);
+}
+
+/* fork with MADV_DONTFORK: RDMA WRITE and READ reach the parent's pages */
+TEST_F(events, dontfork_rdma)
+{
+	after_fork_dontfork(_metadata, self, true);
 }
 
 /* ---- hugetlbfs ------------------------------------------------------------ */
 
-static bool hugetlb(void)
+/* RDMA WRITE and READ across 2 MiB hugetlb pages */
+TEST_F(events, hugetlb_write_read)
 {
 	size_t len = NR_HUGE * HUGE_SZ, off = HUGE_SZ - 3 * T_PAGE - 5;
 	size_t n = 2 * HUGE_SZ + 11;
 	uint8_t *buf, *want;
-	struct ibv_mr *mr;
-	bool ok = false;
 
 	t_diag("HugePages_Total %ld, HugePages_Free %ld",
 	       t_meminfo_kb("HugePages_Total"), t_meminfo_kb("HugePages_Free"));
 	buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-	if (buf == MAP_FAILED) {
-		t_diag("mmap(MAP_HUGETLB, %zu): %s", len, strerror(errno));
-		return false;
+	ASSERT_NE(MAP_FAILED, buf) {
+		TH_LOG("mmap(MAP_HUGETLB, %zu): %s", len, strerror(errno));
 	}
-	want = calloc(1, len);
-	if (!want)
-		goto out;
-	mr = t_reg_mr(&dev, buf, len, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
+	self->buf = buf;
+	self->len = len;
+	self->want = calloc(1, len);
+	ASSERT_NE(NULL, self->want);
+	want = self->want;
+	BUF_REG();
 	/* WRITE across two huge page boundaries into untouched huge pages. */
-	t_fill(local, n, 41);
-	memcpy(want + off, local, n);
-	ok = !dev_op(IBV_WR_RDMA_WRITE, local, buf + off, n, mr);
-	ok = t_check(buf, want, len, "huge pages after WRITE") && ok;
+	t_fill(self->local, n, 41);
+	memcpy(want + off, self->local, n);
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_WRITE, self->local, buf + off, n));
+	EXPECT_BYTES(buf, want, len, "huge pages after WRITE");
 	/* And READ all of it back. */
 	t_fill(buf, HUGE_SZ, 42);
 	memcpy(want, buf, HUGE_SZ);
-	memset(local, 0, len);
-	ok = !dev_op(IBV_WR_RDMA_READ, local, buf, len, mr) && ok;
-	ok = t_check(local, want, len, "READ of the huge pages") && ok;
-	t_dereg_mr(mr);
-out:
-	munmap(buf, len);
-	free(want);
-	return ok;
+	memset(self->local, 0, len);
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_READ, self->local, buf, len));
+	EXPECT_BYTES(self->local, want, len, "READ of the huge pages");
 }
 
-int main(int argc, char **argv)
-{
-	bool a, b, c, d, e;
-
-	t_init(argc, argv, "ODP MRs follow swap-out, munmap, fork; huge pages");
-	t_plan(13);
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
-	local = t_mmap(LEN);
-	if (!local)
-		t_bail("out of memory");
-	lmr = t_reg_mr(&dev, local, LEN, T_ACCESS_ALL);
-	if (!lmr)
-		t_bail("cannot register %s MRs", t_mode());
-
-	pageout(&a, &b, &c, &d, &e);
-	if (t_odp && t_odp_aging() == 1)
-		t_result(a, "MADV_PAGEOUT spares the pages the device just read once, then swaps out >= 90%% of them");
-	else if (t_odp)
-		t_result(a, "MADV_PAGEOUT swaps out >= 90%% of the pages under the ODP MR");
-	else
-		t_result(a, "pinned contrast: MADV_PAGEOUT swaps out no pinned page");
-	t_result(b, "after MADV_PAGEOUT, RDMA READ returns the data");
-	t_result(c, "after MADV_PAGEOUT, RDMA WRITE lands and the CPU sees it");
-	if (t_odp)
-		t_result(d, "%d MADV_PAGEOUT cycles: each swaps out >= 90%% of the pages, also after RDMA WRITEs",
-			 CYCLES);
-	else
-		t_result(d, "pinned contrast: %d MADV_PAGEOUT cycles swap out no pinned page",
-			 CYCLES);
-	t_result(e, "%d cycles of swap-out, read-only swap-in (CPU, RDMA READ), RDMA WRITE, swap-out: no byte lost",
-		 CYCLES);
-
-	unmap_remap(&a, &b);
-	if (t_odp) {
-		t_result(a, "after munmap, RDMA READ of the range: IBV_WC_REM_ACCESS_ERR");
-		t_result(b, "after a new mmap at the same address, RDMA READ returns the new data");
-	} else {
-		t_result(a, "pinned contrast: after munmap, RDMA READ still returns the old data");
-		t_result(b, "pinned contrast: after a new mmap at the same address, READ returns the old data");
-	}
-
-	after_fork(&a, &b, &c);
-	t_result(a, "after fork, a remote WRITE lands in the parent, the child keeps the old data");
-	t_result(b, "after fork, the child's CPU writes stay in the child: READ returns the parent's data, WRITE lands in the parent");
-	t_result(c, "after fork, RDMA READ returns what the parent's CPU wrote");
-
-	after_fork_dontfork(&a, &b);
-	t_result(a, "fork with MADV_DONTFORK: the child has no mapping of the registered range");
-	t_result(b, "fork with MADV_DONTFORK: RDMA WRITE and READ reach the parent's pages");
-
-	t_result(hugetlb(), "RDMA WRITE and READ across 2 MiB hugetlb pages");
-
-	t_dereg_mr(lmr);
-	t_dev_close(&dev);
-	return t_finish();
-}
+ODP_HARNESS_MAIN("ODP MRs follow swap-out, munmap, fork; huge pages")
