@@ -2,16 +2,19 @@
 /*
  * odp_lifetime: ODP MRs going away with traffic in flight.
  *
- * Each case runs in a child process with its own device context, streams
- * RDMA WRITEs and READs into cold memory of ODP MRs (so the QPs park on
- * page faults), and then:
+ * Each test runs its case in a child process with its own device context,
+ * which streams RDMA WRITEs and READs into cold memory of ODP MRs (so the
+ * QPs park on page faults), and then:
  *  - deregisters the target MR while operations are in flight: every
  *    operation completes (successfully or with an error), nothing hangs;
  *  - exits with its QPs, MRs and context still open;
  *  - is killed with SIGKILL in the middle of the traffic.
- * After each, the device's resources ('rdma resource show') must be back
- * to what they were before the child started.  The kernel log is checked
- * by the test bed: no warning, no splat.
+ * Two tests per case: one checks how the child ended, the other that the
+ * device's resources ('rdma resource show') are back to what they were
+ * before the child started; each runs the case itself, and both wait for
+ * the resources to come back, so that the next test starts from a quiet
+ * device.  The test process itself opens no device.  The kernel log is
+ * checked by the test bed: no warning, no splat.
  *
  * How long the child took to end and its resources to go is printed.  Both
  * are bounded only to tell a leak or a hang from a slow teardown (the
@@ -29,15 +32,15 @@
 #include <unistd.h>
 #include <sys/wait.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #define LEN	(16 * T_MIB)
 #define CHUNK	(64 * T_KIB)
 #define INFLIGHT	64
 #define SLOW_SECS	10	/* print the kernel stacks after this long */
 #define LIMIT_SECS	60	/* a leak or a hang after this long */
-
-static const char *devname;
+/* LIMIT_SECS for the resources, plus the child's own run, with room. */
+#define TEST_SECS	180
 
 /* @what is SLOW_SECS late: show where the kernel waits. */
 static void slow(const char *what)
@@ -49,10 +52,10 @@ static void slow(const char *what)
 }
 
 /*
- * Wait for the resources to be back to @base: the teardown of a dead
- * process's context may be asynchronous.
+ * Wait for the resources of @devname to be back to @base: the teardown
+ * of a dead process's context may be asynchronous.
  */
-static bool res_back(const struct t_res *base)
+static bool res_back(const char *devname, const struct t_res *base)
 {
 	double t0 = t_now(), t;
 	bool dumped = false;
@@ -161,55 +164,151 @@ static int child(enum how how, int ready_fd)
 	return 1;
 }
 
-static void run(enum how how, const char *name)
-{
+/*
+ * The device's resources before the case, the pipe on which a child to be
+ * killed says that its traffic runs, and the child while it lives.
+ */
+FIXTURE(lifetime) {
+	const char *devname;
 	struct t_res base;
-	int fds[2], status = -1;
-	double t0;
+	int fds[2];
 	pid_t pid;
+};
+
+ODP_VARIANTS(lifetime);
+
+FIXTURE_SETUP(lifetime)
+{
+	t_variant();
+	self->fds[0] = -1;
+	self->fds[1] = -1;
+	self->devname = getenv("RXE_DEV") ? getenv("RXE_DEV") : "rxe0";
+	/* read 'rdma resource show' */
+	ASSERT_EQ(0, t_res_read(self->devname, &self->base)) {
+		TH_LOG("no baseline: 'rdma resource show %s' cannot be read",
+		       self->devname);
+	}
+}
+
+FIXTURE_TEARDOWN(lifetime)
+{
+	int status;
+
+	if (self->pid > 0) {
+		kill(self->pid, SIGKILL);
+		waitpid(self->pid, &status, 0);
+	}
+	if (self->fds[0] >= 0)
+		close(self->fds[0]);
+	if (self->fds[1] >= 0)
+		close(self->fds[1]);
+}
+
+/*
+ * Run case @how in a child and reap it: its wait status in *@status.
+ * Return: whether the resources came back to the baseline.
+ */
+static bool run(struct __test_metadata *_metadata,
+		FIXTURE_DATA(lifetime) *self, enum how how, int *status)
+{
+	double t0;
 	char c;
 
-	if (t_res_read(devname, &base)) {
-		t_result(false, "%s: read 'rdma resource show'", name);
-		t_skip("no baseline", "%s: resources back to baseline", name);
-		return;
+	*status = -1;
+	ASSERT_EQ(0, pipe(self->fds)) {
+		TH_LOG("pipe: %s", strerror(errno));
 	}
-	if (pipe(fds))
-		t_bail("pipe: %s", strerror(errno));
-	pid = t_fork_quiet();
-	if (!pid) {
-		close(fds[0]);
-		_exit(child(how, fds[1]));
+	self->pid = t_fork_quiet();
+	if (!self->pid) {
+		close(self->fds[0]);
+		_exit(child(how, self->fds[1]));
 	}
-	close(fds[1]);
+	close(self->fds[1]);
+	self->fds[1] = -1;
 	t0 = t_now();
 	if (how == KILLED) {
-		if (read(fds[0], &c, 1) == 1)
+		if (read(self->fds[0], &c, 1) == 1)
 			usleep(200000);	/* in the middle of the faults */
 		t0 = t_now();
-		kill(pid, SIGKILL);
+		kill(self->pid, SIGKILL);
 	}
-	close(fds[0]);
-	reap(pid, &status, t0, how == KILLED ? "SIGKILL" : "it started");
-
-	if (how == KILLED)
-		t_result(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-			 "%s: the owner was killed mid-traffic", name);
-	else
-		t_result(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			 "%s: child finished cleanly (status %#x)", name,
-			 status);
-	t_result(res_back(&base), "%s: 'rdma resource show' back to baseline",
-		 name);
+	close(self->fds[0]);
+	self->fds[0] = -1;
+	reap(self->pid, status, t0, how == KILLED ? "SIGKILL" : "it started");
+	self->pid = 0;
+	return res_back(self->devname, &self->base);
 }
 
-int main(int argc, char **argv)
+/*
+ * deregister the target MR with 64 operations in flight: child finished
+ * cleanly
+ */
+TEST_F_TIMEOUT(lifetime, dereg_in_flight_child_clean, TEST_SECS)
 {
-	t_init(argc, argv, "ODP MRs going away with traffic in flight");
-	devname = getenv("RXE_DEV") ? getenv("RXE_DEV") : "rxe0";
-	t_plan(6);
-	run(DEREG_IN_FLIGHT, "deregister the target MR with 64 operations in flight");
-	run(EXIT_OPEN, "exit with QPs and MRs open and operations in flight");
-	run(KILLED, "SIGKILL of the MR owner mid-traffic");
-	return t_finish();
+	int status;
+
+	run(_metadata, self, DEREG_IN_FLIGHT, &status);
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		TH_LOG("child finished with status %#x", status);
+	}
 }
+
+/*
+ * deregister the target MR with 64 operations in flight: 'rdma resource
+ * show' back to baseline
+ */
+TEST_F_TIMEOUT(lifetime, dereg_in_flight_resources_back, TEST_SECS)
+{
+	int status;
+
+	EXPECT_TRUE(run(_metadata, self, DEREG_IN_FLIGHT, &status));
+}
+
+/*
+ * exit with QPs and MRs open and operations in flight: child finished
+ * cleanly
+ */
+TEST_F_TIMEOUT(lifetime, exit_open_child_clean, TEST_SECS)
+{
+	int status;
+
+	run(_metadata, self, EXIT_OPEN, &status);
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		TH_LOG("child finished with status %#x", status);
+	}
+}
+
+/*
+ * exit with QPs and MRs open and operations in flight: 'rdma resource
+ * show' back to baseline
+ */
+TEST_F_TIMEOUT(lifetime, exit_open_resources_back, TEST_SECS)
+{
+	int status;
+
+	EXPECT_TRUE(run(_metadata, self, EXIT_OPEN, &status));
+}
+
+/* SIGKILL of the MR owner mid-traffic: the owner was killed mid-traffic */
+TEST_F_TIMEOUT(lifetime, killed_mid_traffic, TEST_SECS)
+{
+	int status;
+
+	run(_metadata, self, KILLED, &status);
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+		TH_LOG("child ended with status %#x, not by SIGKILL", status);
+	}
+}
+
+/*
+ * SIGKILL of the MR owner mid-traffic: 'rdma resource show' back to
+ * baseline
+ */
+TEST_F_TIMEOUT(lifetime, killed_resources_back, TEST_SECS)
+{
+	int status;
+
+	EXPECT_TRUE(run(_metadata, self, KILLED, &status));
+}
+
+ODP_HARNESS_MAIN("ODP MRs going away with traffic in flight")

@@ -51,8 +51,15 @@
  * own, at least once (a loaded host can keep one worker's CPU operations
  * waiting for the mangler for a long time), up to three times as long.
  *
+ * The run happens once per program: the first test runs it, with the
+ * final pass, and leaves its counts in memory shared with the tests that
+ * follow; each test then checks its own part of them.  The run's state
+ * (the MR, the workers, the page and stripe tables) lives in the fixture
+ * of the test that runs it.
+ *
  * Environment: ODP_RACE_SECS, ODP_RACE_WORKERS (default 4),
- * T_RACE_SLEEP_US (mangler pause between operations, default 1000).
+ * T_RACE_SLEEP_US (mangler pause between operations, default 1000).  The
+ * tests' time limit fits the default ODP_RACE_SECS.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -64,7 +71,7 @@
 #include <time.h>
 #include <sys/mman.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #define LEN		(1 * T_MIB)
 #define NPAGES		((int)(LEN / T_PAGE))
@@ -78,24 +85,7 @@
 #define MAX_RANGE	8	/* pages per mangler operation */
 #define NO_SEQ		UINT64_MAX
 
-static struct t_dev dev;
-static uint8_t *buf;
-static struct ibv_mr *mr;
-static int nworkers = 4;
-static int stop;
-static pthread_rwlock_t cpu_lock;
-
 enum { ST_RW, ST_RO, ST_UNMAPPED };
-
-/* Per page, written by the mangler. */
-static uint64_t pseq[NPAGES];
-static int pstate[NPAGES];
-
-/* Per stripe: floor written by the mangler, the rest by the owner. */
-static uint32_t floor_gen[NSTRIPES];	/* generations <= floor are gone */
-static uint32_t done_gen[NSTRIPES];	/* last write known to have landed */
-static uint32_t posted_max[NSTRIPES];	/* last generation posted */
-static uint64_t wseq[NSTRIPES];		/* page seq before that post */
 
 enum { OP_WRITE, OP_READ, OP_SEND, OP_CPU_READ, OP_CPU_WRITE, NOPS };
 static const char *const op_name[NOPS] = {
@@ -131,7 +121,10 @@ struct wstats {
 	int diags;
 };
 
+struct race;
+
 struct worker {
+	struct race *r;
 	int id;
 	pthread_t thr;
 	uint64_t rnd;
@@ -143,13 +136,40 @@ struct worker {
 	struct wstats s;
 };
 
-static struct worker workers[MAXW];
-
 struct mstats {
 	long ops[NMOPS];
 	long errors;
 };
-static struct mstats mst;
+
+/*
+ * One run: the shared MR, what the mangler publishes and what the workers
+ * keep, and the threads.
+ */
+struct race {
+	struct t_dev *dev;
+	uint8_t *buf;
+	struct ibv_mr *mr;
+	int nworkers;
+	int stop;
+	pthread_rwlock_t cpu_lock;
+	bool have_lock;
+	int nthreads;			/* workers started */
+	bool have_mangler;
+	pthread_t mthr;
+
+	/* Per page, written by the mangler. */
+	uint64_t pseq[NPAGES];
+	int pstate[NPAGES];
+
+	/* Per stripe: floor written by the mangler, the rest by the owner. */
+	uint32_t floor_gen[NSTRIPES];	/* generations <= floor are gone */
+	uint32_t done_gen[NSTRIPES];	/* last write known to have landed */
+	uint32_t posted_max[NSTRIPES];	/* last generation posted */
+	uint64_t wseq[NSTRIPES];	/* page seq before that post */
+
+	struct worker workers[MAXW];
+	struct mstats mst;
+};
 
 /* ---- slot images ---------------------------------------------------------- */
 
@@ -299,9 +319,9 @@ static int page_of(int stripe)
 	return stripe / STRIPES_PER_PAGE;
 }
 
-static uint8_t *stripe_addr(int stripe)
+static uint8_t *stripe_addr(struct race *r, int stripe)
 {
-	return buf + (size_t)stripe * STRIPE;
+	return r->buf + (size_t)stripe * STRIPE;
 }
 
 /* Poll @n completions within @ms; returns how many arrived. */
@@ -332,22 +352,22 @@ static bool pair_new(struct worker *w)
 	int err;
 
 	/* no mmap of ours may land in an munmap window of the mangler */
-	pthread_rwlock_rdlock(&cpu_lock);
+	pthread_rwlock_rdlock(&w->r->cpu_lock);
 	if (w->have_pair)
 		t_rc_pair_destroy(&w->p);
-	err = t_rc_pair_create(&dev, &w->p, NULL);
-	pthread_rwlock_unlock(&cpu_lock);
+	err = t_rc_pair_create(w->r->dev, &w->p, NULL);
+	pthread_rwlock_unlock(&w->r->cpu_lock);
 	w->have_pair = !err;
 	return !err;
 }
 
 static void pick(struct worker *w, int *st)
 {
-	int i, j, n = NSTRIPES / nworkers;
+	int nw = w->r->nworkers, i, j, n = NSTRIPES / nw;
 
 	for (i = 0; i < K; i++) {
 again:
-		st[i] = (int)(t_rand64(&w->rnd) % n) * nworkers + w->id;
+		st[i] = (int)(t_rand64(&w->rnd) % n) * nw + w->id;
 		for (j = 0; j < i; j++)
 			if (st[j] == st[i])
 				goto again;
@@ -418,6 +438,7 @@ static void judge(struct worker *w, int op, int status, int state,
 
 static void rdma_batch(struct worker *w, int op)
 {
+	struct race *r = w->r;
 	uint8_t *src = w->local, *dst = w->local + K * STRIPE;
 	uint64_t s1[K], s2[K];
 	uint32_t gen[K], floor[K], want[K];
@@ -431,35 +452,35 @@ static void rdma_batch(struct worker *w, int op)
 		int pg = page_of(st[i]);
 
 		status[i] = -1;
-		floor[i] = ld32(&floor_gen[st[i]]);
-		s1[i] = ld64(&pseq[pg]);
-		state[i] = __atomic_load_n(&pstate[pg], __ATOMIC_SEQ_CST);
+		floor[i] = ld32(&r->floor_gen[st[i]]);
+		s1[i] = ld64(&r->pseq[pg]);
+		state[i] = __atomic_load_n(&r->pstate[pg], __ATOMIC_SEQ_CST);
 		if (op == OP_READ) {
 			memset(dst + i * STRIPE, 0xa5, STRIPE);
 			continue;
 		}
 		gen[i] = ++w->gen;
-		posted_max[st[i]] = gen[i];
+		r->posted_max[st[i]] = gen[i];
 		stripe_make(src + i * STRIPE, st[i], gen[i]);
 	}
 	for (i = 0; i < K; i++) {
 		int e;
 
 		if (op == OP_SEND) {
-			e = t_post_recv(w->p.qp[1], i, stripe_addr(st[i]),
-					STRIPE, mr->lkey);
+			e = t_post_recv(w->p.qp[1], i, stripe_addr(r, st[i]),
+					STRIPE, r->mr->lkey);
 			e = e ? e : t_post_send(w->p.qp[0], i, src + i * STRIPE,
 						STRIPE, w->lmr->lkey);
 		} else if (op == OP_WRITE) {
 			e = t_post_rdma(w->p.qp[0], IBV_WR_RDMA_WRITE, i,
 					src + i * STRIPE, STRIPE, w->lmr->lkey,
-					(uintptr_t)stripe_addr(st[i]),
-					mr->rkey);
+					(uintptr_t)stripe_addr(r, st[i]),
+					r->mr->rkey);
 		} else {
 			e = t_post_rdma(w->p.qp[0], IBV_WR_RDMA_READ, i,
 					dst + i * STRIPE, STRIPE, w->lmr->lkey,
-					(uintptr_t)stripe_addr(st[i]),
-					mr->rkey);
+					(uintptr_t)stripe_addr(r, st[i]),
+					r->mr->rkey);
 		}
 		if (e) {
 			say(w, "worker %d: posting failed: %s", w->id,
@@ -524,7 +545,7 @@ static void rdma_batch(struct worker *w, int op)
 		}
 	}
 	for (i = 0; i < K; i++)
-		s2[i] = ld64(&pseq[page_of(st[i])]);
+		s2[i] = ld64(&r->pseq[page_of(st[i])]);
 
 	for (i = 0; i < K; i++) {
 		int stable = stable_state(s1[i], state[i], s2[i]);
@@ -545,19 +566,19 @@ static void rdma_batch(struct worker *w, int op)
 		if (op == OP_READ) {
 			if (status[i] != IBV_WC_SUCCESS)
 				continue;
-			want[i] = done_gen[st[i]];
-			exact[i] = wseq[st[i]] == s1[i] && stable >= 0;
+			want[i] = r->done_gen[st[i]];
+			exact[i] = r->wseq[st[i]] == s1[i] && stable >= 0;
 			check_stripe(w, dst + i * STRIPE, st[i], floor[i],
-				     exact[i], want[i], posted_max[st[i]],
+				     exact[i], want[i], r->posted_max[st[i]],
 				     true, "RDMA READ");
 			continue;
 		}
 		if (status[i] == IBV_WC_SUCCESS) {
-			st32(&done_gen[st[i]], gen[i]);
-			wseq[st[i]] = s1[i] & 1 ? NO_SEQ : s1[i];
+			st32(&r->done_gen[st[i]], gen[i]);
+			r->wseq[st[i]] = s1[i] & 1 ? NO_SEQ : s1[i];
 		} else if (status[i] < 0) {
 			/* may still land until the QP is gone: unknown */
-			wseq[st[i]] = NO_SEQ;
+			r->wseq[st[i]] = NO_SEQ;
 		}
 	}
 	if (fail)
@@ -573,34 +594,35 @@ static void rdma_batch(struct worker *w, int op)
 
 static void cpu_op(struct worker *w, bool write)
 {
+	struct race *r = w->r;
 	uint8_t tmp[STRIPE];
 	int st[K], i;
 
-	if (pthread_rwlock_tryrdlock(&cpu_lock)) {
+	if (pthread_rwlock_tryrdlock(&r->cpu_lock)) {
 		w->s.busy++;
 		return;
 	}
 	pick(w, st);
 	for (i = 0; i < K; i++) {
 		int s = st[i];
-		uint64_t seq = ld64(&pseq[page_of(s)]);
+		uint64_t seq = ld64(&r->pseq[page_of(s)]);
 
 		if (write) {
 			uint32_t gen = ++w->gen;
 
-			posted_max[s] = gen;
+			r->posted_max[s] = gen;
 			stripe_make(tmp, s, gen);
-			memcpy(stripe_addr(s), tmp, STRIPE);
-			st32(&done_gen[s], gen);
-			wseq[s] = seq;
+			memcpy(stripe_addr(r, s), tmp, STRIPE);
+			st32(&r->done_gen[s], gen);
+			r->wseq[s] = seq;
 		} else {
-			memcpy(tmp, stripe_addr(s), STRIPE);
-			check_stripe(w, tmp, s, ld32(&floor_gen[s]),
-				     wseq[s] == seq, done_gen[s],
-				     posted_max[s], false, "CPU read");
+			memcpy(tmp, stripe_addr(r, s), STRIPE);
+			check_stripe(w, tmp, s, ld32(&r->floor_gen[s]),
+				     r->wseq[s] == seq, r->done_gen[s],
+				     r->posted_max[s], false, "CPU read");
 		}
 	}
-	pthread_rwlock_unlock(&cpu_lock);
+	pthread_rwlock_unlock(&r->cpu_lock);
 	count(&w->s.ok[write ? OP_CPU_WRITE : OP_CPU_READ]);
 }
 
@@ -608,18 +630,18 @@ static void *worker_fn(void *arg)
 {
 	struct worker *w = arg;
 
-	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
-		unsigned int r = t_rand64(&w->rnd) % 100;
+	while (!__atomic_load_n(&w->r->stop, __ATOMIC_ACQUIRE)) {
+		unsigned int x = t_rand64(&w->rnd) % 100;
 
 		if (!w->have_pair && !pair_new(w))
 			break;
-		if (r < 30)
+		if (x < 30)
 			rdma_batch(w, OP_WRITE);
-		else if (r < 60)
+		else if (x < 60)
 			rdma_batch(w, OP_READ);
-		else if (r < 75)
+		else if (x < 75)
 			rdma_batch(w, OP_SEND);
-		else if (r < 90)
+		else if (x < 90)
 			cpu_op(w, false);
 		else
 			cpu_op(w, true);
@@ -629,15 +651,16 @@ static void *worker_fn(void *arg)
 
 /* ---- the mangler ---------------------------------------------------------- */
 
-static void set_pages(int p0, int n, int state, bool bump)
+static void set_pages(struct race *r, int p0, int n, int state, bool bump)
 {
 	int p;
 
 	for (p = p0; p < p0 + n; p++) {
 		if (state >= 0)
-			__atomic_store_n(&pstate[p], state, __ATOMIC_SEQ_CST);
+			__atomic_store_n(&r->pstate[p], state,
+					 __ATOMIC_SEQ_CST);
 		if (bump)
-			__atomic_add_fetch(&pseq[p], 1, __ATOMIC_SEQ_CST);
+			__atomic_add_fetch(&r->pseq[p], 1, __ATOMIC_SEQ_CST);
 	}
 }
 
@@ -663,35 +686,35 @@ static bool remap(uint8_t *addr, size_t len)
 
 static void *mangler_fn(void *arg)
 {
+	struct race *r = arg;
 	const char *env = getenv("T_RACE_SLEEP_US");
 	long pause = env ? atol(env) : 1000;
 	uint32_t snap[MAX_RANGE * STRIPES_PER_PAGE];
 	uint64_t rnd = 4242;
 
-	(void)arg;
-	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		int n = 1 + t_rand64(&rnd) % MAX_RANGE;
 		int p0 = t_rand64(&rnd) % (NPAGES - n + 1);
-		int r = t_rand64(&rnd) % 100;
-		int op = r < 30 ? M_UNMAP : r < 60 ? M_DONTNEED :
-			 r < 90 ? M_PROTECT : M_REPLACE;
-		uint8_t *a = buf + (size_t)p0 * T_PAGE;
+		int x = t_rand64(&rnd) % 100;
+		int op = x < 30 ? M_UNMAP : x < 60 ? M_DONTNEED :
+			 x < 90 ? M_PROTECT : M_REPLACE;
+		uint8_t *a = r->buf + (size_t)p0 * T_PAGE;
 		size_t len = (size_t)n * T_PAGE;
 		long window = t_rand64(&rnd) % 2000;
 		int s0 = p0 * STRIPES_PER_PAGE, ns = n * STRIPES_PER_PAGE, i;
 		bool ok = true;
 
-		pthread_rwlock_wrlock(&cpu_lock);
+		pthread_rwlock_wrlock(&r->cpu_lock);
 		/* what is known to have landed before the drop starts */
 		for (i = 0; i < ns; i++)
-			snap[i] = ld32(&done_gen[s0 + i]);
-		set_pages(p0, n, -1, true);		/* odd: in progress */
+			snap[i] = ld32(&r->done_gen[s0 + i]);
+		set_pages(r, p0, n, -1, true);		/* odd: in progress */
 		switch (op) {
 		case M_UNMAP:
 			ok = !munmap(a, len);
-			set_pages(p0, n, ST_UNMAPPED, true);
+			set_pages(r, p0, n, ST_UNMAPPED, true);
 			nap_us(window);
-			set_pages(p0, n, ST_RW, true);
+			set_pages(r, p0, n, ST_RW, true);
 			ok = remap(a, len) && ok;
 			break;
 		case M_DONTNEED:
@@ -699,9 +722,9 @@ static void *mangler_fn(void *arg)
 			break;
 		case M_PROTECT:
 			ok = !mprotect(a, len, PROT_READ);
-			set_pages(p0, n, ST_RO, true);
+			set_pages(r, p0, n, ST_RO, true);
 			nap_us(window);
-			set_pages(p0, n, ST_RW, true);
+			set_pages(r, p0, n, ST_RW, true);
 			ok = !mprotect(a, len, PROT_READ | PROT_WRITE) && ok;
 			break;
 		case M_REPLACE:
@@ -710,13 +733,13 @@ static void *mangler_fn(void *arg)
 		}
 		if (op != M_PROTECT)
 			for (i = 0; i < ns; i++)
-				if (snap[i] > ld32(&floor_gen[s0 + i]))
-					st32(&floor_gen[s0 + i], snap[i]);
-		set_pages(p0, n, -1, true);		/* even: done */
-		pthread_rwlock_unlock(&cpu_lock);
-		count(&mst.ops[op]);
+				if (snap[i] > ld32(&r->floor_gen[s0 + i]))
+					st32(&r->floor_gen[s0 + i], snap[i]);
+		set_pages(r, p0, n, -1, true);		/* even: done */
+		pthread_rwlock_unlock(&r->cpu_lock);
+		count(&r->mst.ops[op]);
 		if (!ok) {
-			count(&mst.errors);
+			count(&r->mst.errors);
 			t_diag("mangler: %s of pages %d..%d failed: %s",
 			       mop_name[op], p0, p0 + n - 1, strerror(errno));
 			break;
@@ -747,11 +770,12 @@ static long slots_differ(const uint8_t *a, const uint8_t *b)
 }
 
 struct final {
+	bool set_up;		/* its buffers, MRs and QP pair */
 	bool dev_ok, cpu_ok, dev_sees_cpu;
 	long cpu_differ, dev_differ;
 };
 
-static void final_pass(struct final *f)
+static void final_pass(struct race *r, struct final *f)
 {
 	uint8_t *img = t_mmap(LEN), *rb = t_mmap(LEN);
 	struct ibv_mr *imr = NULL, *rmr = NULL;
@@ -759,43 +783,50 @@ static void final_pass(struct final *f)
 	int s;
 
 	memset(f, 0, sizeof(*f));
-	if (!img || !rb)
+	if (!img || !rb) {
+		t_diag("final pass: mmap: %s", strerror(errno));
 		goto out;
-	imr = t_reg_mr(&dev, img, LEN, T_ACCESS_ALL);
-	rmr = t_reg_mr(&dev, rb, LEN, T_ACCESS_ALL);
-	if (!imr || !rmr || t_rc_pair_create(&dev, &p, NULL))
+	}
+	imr = t_reg_mr(r->dev, img, LEN, T_ACCESS_ALL);
+	rmr = t_reg_mr(r->dev, rb, LEN, T_ACCESS_ALL);
+	if (!imr || !rmr || t_rc_pair_create(r->dev, &p, NULL)) {
+		t_diag("final pass: cannot set up its MRs and QP pair");
 		goto out;
+	}
+	f->set_up = true;
 
 	image(img, 0x7ffffff0);
 	s = t_rdma_sync(&p, IBV_WR_RDMA_WRITE, img, LEN, imr->lkey,
-			(uintptr_t)buf, mr->rkey);
+			(uintptr_t)r->buf, r->mr->rkey);
 	if (s)
 		t_diag("final WRITE of the whole MR: %s", t_wc_status_str(s));
 	if (!s) {
 		memset(rb, 0x5a, LEN);
 		s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rb, LEN, rmr->lkey,
-				(uintptr_t)buf, mr->rkey);
+				(uintptr_t)r->buf, r->mr->rkey);
 		if (s)
 			t_diag("final READ of the whole MR: %s",
 			       t_wc_status_str(s));
 	}
 	f->dev_ok = !s && t_check(rb, img, LEN, "final READ after WRITE");
-	f->cpu_differ = slots_differ(buf, img);
+	f->cpu_differ = slots_differ(r->buf, img);
 	f->cpu_ok = !f->cpu_differ;
 	if (t_odp && f->cpu_differ)
-		t_check(buf, img, LEN, "CPU view of the final WRITE");
+		t_check(r->buf, img, LEN, "CPU view of the final WRITE");
 
-	image(buf, 0x7ffffff1);
-	memcpy(img, buf, LEN);
+	image(r->buf, 0x7ffffff1);
+	memcpy(img, r->buf, LEN);
 	memset(rb, 0x5a, LEN);
 	s = t_rdma_sync(&p, IBV_WR_RDMA_READ, rb, LEN, rmr->lkey,
-			(uintptr_t)buf, mr->rkey);
+			(uintptr_t)r->buf, r->mr->rkey);
 	if (s)
 		t_diag("final READ of CPU-written data: %s", t_wc_status_str(s));
 	f->dev_differ = s ? -1 : slots_differ(rb, img);
 	f->dev_sees_cpu = !s && !f->dev_differ;
 	if (t_odp && f->dev_differ > 0)
 		t_check(rb, img, LEN, "device view of the CPU's final data");
+	t_diag("final pass: the CPU's view of the device's WRITE differs in %ld of %lu slots, the device's view of the CPU's data in %ld",
+	       f->cpu_differ, LEN / SLOT, f->dev_differ);
 	t_rc_pair_destroy(&p);
 out:
 	t_dereg_mr(imr);
@@ -804,18 +835,18 @@ out:
 	t_munmap(rb, LEN);
 }
 
-/* ---- main ----------------------------------------------------------------- */
+/* ---- the run -------------------------------------------------------------- */
 
 /*
  * Whether every worker did each kind of RDMA batch and a CPU read or
  * write, and the mangler each of its operations, at least once.
  */
-static bool covered(void)
+static bool covered(struct race *r)
 {
 	int i, j;
 
-	for (i = 0; i < nworkers; i++) {
-		const struct wstats *s = &workers[i].s;
+	for (i = 0; i < r->nworkers; i++) {
+		const struct wstats *s = &r->workers[i].s;
 
 		for (j = 0; j < NOPS; j++)
 			if (j != OP_CPU_WRITE && j != OP_CPU_READ &&
@@ -826,82 +857,165 @@ static bool covered(void)
 			return false;
 	}
 	for (j = 0; j < NMOPS; j++)
-		if (!counted(&mst.ops[j]))
+		if (!counted(&r->mst.ops[j]))
 			return false;
 	return true;
 }
 
-int main(int argc, char **argv)
+/* Stop and join the threads that run. */
+static void race_stop(struct race *r)
+{
+	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+	if (r->have_mangler)
+		pthread_join(r->mthr, NULL);
+	r->have_mangler = false;
+	while (r->nthreads > 0)
+		pthread_join(r->workers[--r->nthreads].thr, NULL);
+}
+
+static void race_free(struct race *r)
+{
+	int i;
+
+	if (!r)
+		return;
+	race_stop(r);
+	for (i = 0; i < r->nworkers; i++) {
+		if (r->workers[i].have_pair)
+			t_rc_pair_destroy(&r->workers[i].p);
+		t_dereg_mr(r->workers[i].lmr);
+		t_munmap(r->workers[i].local, 2 * K * STRIPE);
+	}
+	t_dereg_mr(r->mr);
+	t_munmap(r->buf, LEN);
+	if (r->have_lock)
+		pthread_rwlock_destroy(&r->cpu_lock);
+	free(r);
+}
+
+/*
+ * What the run leaves for the tests, in memory shared by every test's
+ * process: each test runs in a child of its own.
+ */
+struct outcome {
+	bool started;		/* a test began the run */
+	bool ran;		/* the race is over: its counts are here */
+	bool finished;		/* and the final pass too */
+	int nworkers;
+	double secs;		/* how long the race ran */
+	bool progress;		/* covered() at its end */
+	long merrors;		/* mangler operations that failed */
+	struct wstats tot;	/* the workers' counts, summed */
+	struct final fin;
+};
+
+static struct outcome *outcome;
+
+/* Before the harness forks the first test. */
+static void __attribute__((constructor)) outcome_map(void)
+{
+	void *p = mmap(NULL, sizeof(*outcome), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	outcome = p == MAP_FAILED ? NULL : p;
+}
+
+/* The device, and the run's state if this test runs it. */
+FIXTURE(race) {
+	struct t_dev dev;
+	struct race *r;
+};
+
+ODP_VARIANTS(race);
+
+FIXTURE_SETUP(race)
+{
+	t_variant();
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+}
+
+FIXTURE_TEARDOWN(race)
+{
+	race_free(self->r);
+	t_dev_close(&self->dev);
+}
+
+/* The race, then the final pass; their counts go to @o. */
+static void run(struct __test_metadata *_metadata, FIXTURE_DATA(race) *self,
+		struct outcome *o)
 {
 	const char *env_secs = getenv("ODP_RACE_SECS");
 	const char *env_w = getenv("ODP_RACE_WORKERS");
 	double secs = env_secs ? atof(env_secs) : 20, t0;
 	pthread_rwlockattr_t la;
-	pthread_t mthr;
 	struct wstats tot = { 0 };
-	struct final fin;
-	bool progress, ok;
+	struct race *r;
 	char line[512];
 	int i, j, len;
 
-	t_init(argc, argv, "threads and QPs hammering one MR while it is unmapped, dropped and write-protected");
+	self->r = calloc(1, sizeof(*self->r));
+	ASSERT_NE(NULL, self->r);
+	r = self->r;
+	r->dev = &self->dev;
+	r->nworkers = 4;
 	if (env_w)
-		nworkers = atoi(env_w);
-	if (nworkers < 1 || nworkers > MAXW || NSTRIPES % nworkers)
-		nworkers = 4;
-	t_plan(8);
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
+		r->nworkers = atoi(env_w);
+	if (r->nworkers < 1 || r->nworkers > MAXW ||
+	    NSTRIPES % r->nworkers)
+		r->nworkers = 4;
 
 	pthread_rwlockattr_init(&la);
 	pthread_rwlockattr_setkind_np(&la,
 			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&cpu_lock, &la);
+	ASSERT_EQ(0, pthread_rwlock_init(&r->cpu_lock, &la));
+	r->have_lock = true;
 
-	buf = t_mmap(LEN);
-	if (!buf)
-		t_bail("mmap");
-	mr = t_reg_mr(&dev, buf, LEN, T_ACCESS_ALL);
-	if (!mr)
-		t_bail("cannot register the shared MR");
-	for (i = 0; i < nworkers; i++) {
-		struct worker *w = &workers[i];
+	r->buf = t_mmap(LEN);
+	ASSERT_NE(NULL, r->buf);
+	r->mr = t_reg_mr(r->dev, r->buf, LEN, T_ACCESS_ALL);
+	ASSERT_NE(NULL, r->mr) {
+		TH_LOG("cannot register the shared MR");
+	}
+	for (i = 0; i < r->nworkers; i++) {
+		struct worker *w = &r->workers[i];
 
+		w->r = r;
 		w->id = i;
 		w->rnd = 1000 + i;
 		w->local = t_mmap(2 * K * STRIPE);
-		if (!w->local)
-			t_bail("mmap");
-		w->lmr = t_reg_mr(&dev, w->local, 2 * K * STRIPE,
+		ASSERT_NE(NULL, w->local);
+		w->lmr = t_reg_mr(r->dev, w->local, 2 * K * STRIPE,
 				  T_ACCESS_ALL);
-		if (!w->lmr || !pair_new(w))
-			t_bail("worker %d setup", i);
+		ASSERT_NE(NULL, w->lmr) {
+			TH_LOG("worker %d setup", i);
+		}
+		ASSERT_TRUE(pair_new(w)) {
+			TH_LOG("worker %d setup", i);
+		}
 	}
 
 	t_diag("%d workers x RC QP pair, %d-byte stripes in a %lu KiB %s MR, %.0f s",
-	       nworkers, STRIPE, LEN / T_KIB, t_mode(), secs);
+	       r->nworkers, STRIPE, LEN / T_KIB, t_mode(), secs);
 	t0 = t_now();
-	for (i = 0; i < nworkers; i++)
-		if (pthread_create(&workers[i].thr, NULL, worker_fn,
-				   &workers[i]))
-			t_bail("pthread_create");
-	if (pthread_create(&mthr, NULL, mangler_fn, NULL))
-		t_bail("pthread_create");
-	while (!counted(&mst.errors)) {
+	for (i = 0; i < r->nworkers; i++) {
+		ASSERT_EQ(0, pthread_create(&r->workers[i].thr, NULL,
+					    worker_fn, &r->workers[i]));
+		r->nthreads++;
+	}
+	ASSERT_EQ(0, pthread_create(&r->mthr, NULL, mangler_fn, r));
+	r->have_mangler = true;
+	while (!counted(&r->mst.errors)) {
 		double t = t_now() - t0;
 
-		if (t >= 3 * secs || (t >= secs && covered()))
+		if (t >= 3 * secs || (t >= secs && covered(r)))
 			break;
 		nap_us(100000);
 	}
-	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
-	pthread_join(mthr, NULL);
-	for (i = 0; i < nworkers; i++)
-		pthread_join(workers[i].thr, NULL);
+	race_stop(r);
 	t0 = t_now() - t0;
 
-	for (i = 0; i < nworkers; i++) {
-		struct wstats *s = &workers[i].s;
+	for (i = 0; i < r->nworkers; i++) {
+		struct wstats *s = &r->workers[i].s;
 		long *a = (long *)s, *b = (long *)&tot;
 
 		for (j = 0; j < (int)(offsetof(struct wstats, diags) /
@@ -914,11 +1028,11 @@ int main(int argc, char **argv)
 					s->failed[j]);
 		t_diag("%s; QP pair recreated %ld times", line, s->recreate);
 	}
-	progress = covered();
+	o->progress = covered(r);
 	len = snprintf(line, sizeof(line), "mangler in %.1f s:", t0);
 	for (j = 0; j < NMOPS; j++)
 		len += snprintf(line + len, sizeof(line) - len, " %s %ld",
-				mop_name[j], mst.ops[j]);
+				mop_name[j], r->mst.ops[j]);
 	t_diag("%s; CPU ops skipped while it worked: %ld", line, tot.busy);
 	len = snprintf(line, sizeof(line), "first failure of a batch:");
 	for (j = 0; j < NSTATUS; j++)
@@ -940,59 +1054,214 @@ int main(int argc, char **argv)
 	t_diag("operations: failed as the page state required %ld, succeeded where they had to fail %ld, failed where they had to succeed %ld, wrong status %ld, hung %ld",
 	       tot.fail_expected, tot.must_fail, tot.must_succeed,
 	       tot.bad_status, tot.hangs);
+	o->nworkers = r->nworkers;
+	o->secs = t0;
+	o->merrors = r->mst.errors;
+	o->tot = tot;
+	o->ran = true;
 
-	t_result(progress && !mst.errors,
-		 "%d QPs and threads ran %.0f s of WRITE/READ/SEND/CPU batches against every mangler operation",
-		 nworkers, t0);
-	t_result(!tot.bad && tot.slots > 0,
-		 "every slot read (%ld) was zeros or an image written for that slot (%ld malformed)",
-		 tot.slots, tot.bad);
-	if (t_odp) {
-		t_result(!tot.stale_cpu && !tot.lost_cpu,
-			 "the CPU never saw a dropped page's data nor missed a write (%ld stale, %ld missed)",
-			 tot.stale_cpu, tot.lost_cpu);
-		t_result(!tot.stale_dev && !tot.lost_dev,
-			 "the device never read a dropped page's data nor missed a write (%ld stale, %ld missed)",
-			 tot.stale_dev, tot.lost_dev);
-	} else {
-		t_result(!tot.stale_cpu,
-			 "pinned: the CPU never saw a dropped page's data (%ld stale); it missed %ld slots the device wrote",
-			 tot.stale_cpu, tot.lost_cpu);
-		t_result(tot.stale_dev + tot.lost_dev + tot.lost_cpu > 0,
-			 "pinned contrast: the device read %ld slots of pages the process dropped, missed %ld CPU writes, the CPU missed %ld device writes",
-			 tot.stale_dev, tot.lost_dev, tot.lost_cpu);
-	}
-	ok = !tot.hangs && !tot.bad_status && !tot.must_fail &&
-	     !tot.must_succeed;
-	if (t_odp)
-		t_result(ok, "no operation hung; %ld failed with access errors, all over unmapped or read-only pages",
-			 tot.status[IBV_WC_REM_ACCESS_ERR] +
-			 tot.status[IBV_WC_REM_OP_ERR]);
-	else
-		t_result(ok, "pinned: no operation hung or failed, even over unmapped or read-only pages");
-
-	final_pass(&fin);
-	t_result(fin.dev_ok, "quiet: an RDMA WRITE of the whole MR reads back exactly");
-	if (t_odp) {
-		t_result(fin.cpu_ok, "quiet: the CPU sees exactly what the device wrote (%ld slots differ)",
-			 fin.cpu_differ);
-		t_result(fin.dev_sees_cpu, "quiet: the device reads exactly what the CPU wrote (%ld slots differ)",
-			 fin.dev_differ);
-	} else {
-		t_result(fin.cpu_differ > 0, "pinned contrast: the CPU does not see the device's WRITE in %ld of %lu slots",
-			 fin.cpu_differ, LEN / SLOT);
-		t_result(fin.dev_differ > 0, "pinned contrast: the device does not see the CPU's data in %ld of %lu slots",
-			 fin.dev_differ, LEN / SLOT);
-	}
-
-	for (i = 0; i < nworkers; i++) {
-		if (workers[i].have_pair)
-			t_rc_pair_destroy(&workers[i].p);
-		t_dereg_mr(workers[i].lmr);
-		t_munmap(workers[i].local, 2 * K * STRIPE);
-	}
-	t_dereg_mr(mr);
-	t_munmap(buf, LEN);
-	t_dev_close(&dev);
-	return t_finish();
+	final_pass(r, &o->fin);
+	o->finished = true;
 }
+
+/*
+ * The run's outcome: the first test runs it (and the final pass), the
+ * others find it over.
+ */
+static const struct outcome *race_outcome(struct __test_metadata *_metadata,
+					  FIXTURE_DATA(race) *self)
+{
+	ASSERT_NE(NULL, outcome) {
+		TH_LOG("no shared memory for the run's outcome");
+	}
+	if (!outcome->started) {
+		outcome->started = true;
+		run(_metadata, self, outcome);
+	}
+	ASSERT_TRUE(outcome->ran) {
+		TH_LOG("the run did not end: see the test that started it");
+	}
+	return outcome;
+}
+
+/* The final pass's outcome. */
+static const struct final *final_outcome(struct __test_metadata *_metadata,
+					 FIXTURE_DATA(race) *self)
+{
+	const struct outcome *o = race_outcome(_metadata, self);
+
+	ASSERT_TRUE(o->finished) {
+		TH_LOG("the final pass did not end: see the test that ran it");
+	}
+	ASSERT_TRUE(o->fin.set_up) {
+		TH_LOG("the final pass could not be set up");
+	}
+	return &o->fin;
+}
+
+/*
+ * The race runs up to three times ODP_RACE_SECS (20 s by default), 22 s
+ * quiet; the final pass is quick.
+ */
+#define RACE_TIMEOUT	180
+
+/* ---- the tests ------------------------------------------------------------ */
+
+/*
+ * N QPs and threads ran S s of WRITE/READ/SEND/CPU batches against every
+ * mangler operation
+ */
+TEST_F_TIMEOUT(race, covers_every_operation, RACE_TIMEOUT)
+{
+	const struct outcome *o = race_outcome(_metadata, self);
+
+	EXPECT_TRUE(o->progress) {
+		TH_LOG("%d QPs and threads ran %.0f s, and not every worker did every kind of batch, or the mangler not every operation",
+		       o->nworkers, o->secs);
+	}
+	EXPECT_EQ(0, o->merrors) {
+		TH_LOG("%ld mangler operations failed", o->merrors);
+	}
+}
+
+/*
+ * every slot read (N) was zeros or an image written for that slot (N
+ * malformed)
+ */
+TEST_F_TIMEOUT(race, slots_well_formed, RACE_TIMEOUT)
+{
+	const struct wstats *tot = &race_outcome(_metadata, self)->tot;
+
+	EXPECT_EQ(0, tot->bad) {
+		TH_LOG("%ld of the %ld slots read were malformed", tot->bad,
+		       tot->slots);
+	}
+	EXPECT_GT(tot->slots, 0) {
+		TH_LOG("no slot was read");
+	}
+}
+
+/*
+ * odp: the CPU never saw a dropped page's data nor missed a write (N
+ * stale, N missed)
+ * pinned: the CPU never saw a dropped page's data (N stale); it missed N
+ * slots the device wrote
+ */
+TEST_F_TIMEOUT(race, cpu_view, RACE_TIMEOUT)
+{
+	const struct wstats *tot = &race_outcome(_metadata, self)->tot;
+
+	EXPECT_EQ(0, tot->stale_cpu) {
+		TH_LOG("the CPU saw %ld slots of dropped pages",
+		       tot->stale_cpu);
+	}
+	if (variant->odp) {
+		EXPECT_EQ(0, tot->lost_cpu) {
+			TH_LOG("the CPU missed %ld writes", tot->lost_cpu);
+		}
+	} else {
+		t_diag("pinned: the CPU missed %ld slots the device wrote",
+		       tot->lost_cpu);
+	}
+}
+
+/*
+ * odp: the device never read a dropped page's data nor missed a write (N
+ * stale, N missed)
+ * pinned contrast: the device read N slots of pages the process dropped,
+ * missed N CPU writes, the CPU missed N device writes
+ */
+TEST_F_TIMEOUT(race, device_view, RACE_TIMEOUT)
+{
+	const struct wstats *tot = &race_outcome(_metadata, self)->tot;
+
+	if (variant->odp) {
+		EXPECT_EQ(0, tot->stale_dev) {
+			TH_LOG("the device read %ld slots of dropped pages",
+			       tot->stale_dev);
+		}
+		EXPECT_EQ(0, tot->lost_dev) {
+			TH_LOG("the device missed %ld writes", tot->lost_dev);
+		}
+	} else {
+		EXPECT_GT(tot->stale_dev + tot->lost_dev + tot->lost_cpu, 0) {
+			TH_LOG("pinned contrast: the device's view and the CPU's never differed");
+		}
+	}
+}
+
+/*
+ * odp: no operation hung; N failed with access errors, all over unmapped
+ * or read-only pages
+ * pinned: no operation hung or failed, even over unmapped or read-only
+ * pages
+ */
+TEST_F_TIMEOUT(race, failures_as_page_state_requires, RACE_TIMEOUT)
+{
+	const struct wstats *tot = &race_outcome(_metadata, self)->tot;
+
+	EXPECT_EQ(0, tot->hangs) {
+		TH_LOG("%ld operations hung", tot->hangs);
+	}
+	EXPECT_EQ(0, tot->bad_status) {
+		TH_LOG("%ld operations failed with a wrong status",
+		       tot->bad_status);
+	}
+	EXPECT_EQ(0, tot->must_fail) {
+		TH_LOG("%ld operations succeeded where they had to fail",
+		       tot->must_fail);
+	}
+	EXPECT_EQ(0, tot->must_succeed) {
+		TH_LOG("%ld operations failed where they had to succeed",
+		       tot->must_succeed);
+	}
+}
+
+/* quiet: an RDMA WRITE of the whole MR reads back exactly */
+TEST_F_TIMEOUT(race, quiet_write_reads_back, RACE_TIMEOUT)
+{
+	EXPECT_TRUE(final_outcome(_metadata, self)->dev_ok);
+}
+
+/*
+ * odp: quiet: the CPU sees exactly what the device wrote (N slots differ)
+ * pinned contrast: the CPU does not see the device's WRITE in N of N slots
+ */
+TEST_F_TIMEOUT(race, quiet_cpu_view_of_device_write, RACE_TIMEOUT)
+{
+	const struct final *fin = final_outcome(_metadata, self);
+
+	if (variant->odp) {
+		EXPECT_EQ(0, fin->cpu_differ) {
+			TH_LOG("the CPU does not see the device's WRITE in %ld slots",
+			       fin->cpu_differ);
+		}
+	} else {
+		EXPECT_GT(fin->cpu_differ, 0) {
+			TH_LOG("pinned contrast: the CPU sees the device's WRITE in every slot");
+		}
+	}
+}
+
+/*
+ * odp: quiet: the device reads exactly what the CPU wrote (N slots differ)
+ * pinned contrast: the device does not see the CPU's data in N of N slots
+ */
+TEST_F_TIMEOUT(race, quiet_device_view_of_cpu_write, RACE_TIMEOUT)
+{
+	const struct final *fin = final_outcome(_metadata, self);
+
+	if (variant->odp) {
+		EXPECT_TRUE(fin->dev_sees_cpu) {
+			TH_LOG("the device does not see the CPU's data in %ld slots (-1: its READ failed)",
+			       fin->dev_differ);
+		}
+	} else {
+		EXPECT_GT(fin->dev_differ, 0) {
+			TH_LOG("pinned contrast: the device sees the CPU's data in every slot (or its READ failed: %ld)",
+			       fin->dev_differ);
+		}
+	}
+}
+
+ODP_HARNESS_MAIN("threads and QPs hammering one MR while it is unmapped, dropped and write-protected")
