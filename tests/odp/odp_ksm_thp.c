@@ -24,6 +24,10 @@
  * does not collapse them (the contrast asserts it, next to an unregistered
  * copy that does merge or collapse), and the device writes into the
  * read-only part and reads the unmapped hole of a split huge page.
+ *
+ * Each test sets its case up afresh and goes as far as its check needs:
+ * the KSM WRITE test merges first, the tests after a THP split split
+ * first, and so on, with the earlier steps' checks made again on the way.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +40,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE	25
@@ -44,26 +48,15 @@
 
 #define HP		(2 * T_MIB)
 #define KPF_KSM		21
-
-static struct t_dev dev;
-static uint8_t *local;		/* LOCAL_LEN, registered as lmr */
-static struct ibv_mr *lmr;
 #define LOCAL_LEN	(16 * T_MIB)
 
-/* t_rdma_chunked() and t_rdma_fresh_pair() from local (lmr). */
-static int dev_op_on(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
-		     void *raddr, size_t len, struct ibv_mr *mr)
-{
-	return t_rdma_chunked(p, op, laddr, lmr->lkey, raddr, mr->rkey, len,
-			      false);
-}
-
-static int dev_op(enum ibv_wr_opcode op, void *laddr, void *raddr, size_t len,
-		  struct ibv_mr *mr)
-{
-	return t_rdma_fresh_pair(&dev, op, laddr, lmr->lkey, raddr, mr->rkey,
-				 len);
-}
+/*
+ * Time limits: above the cases' own bounded waits (KSM merging 90 s,
+ * three stream waits of 30 s, khugepaged 120 s), so that those report.
+ */
+#define KSM_SECS	150
+#define SPLIT_SECS	150
+#define COLLAPSE_SECS	180
 
 /* ---- page frames ---------------------------------------------------------- */
 
@@ -173,167 +166,6 @@ static char ask(int cmd, int ans, char q)
 	return x;
 }
 
-/*
- * Returns 1 pass, 0 fail, -1 skip (no KSM).  @merged: the merge itself (ODP:
- * the MR's pages merged; pinned: they were not while the others were).
- */
-static int ksm(bool *merged, bool *write_ok, bool *cpu_ok)
-{
-	long run0, scan0, sleep0, shared0, sharing0, ma = 0, mb = 0;
-	int cmd[2] = { -1, -1 }, ans[2] = { -1, -1 }, status;
-	uint8_t *a = NULL, *b = NULL, *want = NULL;
-	struct ibv_mr *mr = NULL;
-	bool child_merged = false;
-	pid_t pid = -1;
-	uint64_t kpfn = 0;
-	double t0;
-	long i;
-	char x;
-
-	*merged = *write_ok = *cpu_ok = false;
-	run0 = t_knob_get(KSM_DIR "run");
-	if (run0 < 0)
-		return -1;
-	scan0 = t_knob_get(KSM_DIR "pages_to_scan");
-	sleep0 = t_knob_get(KSM_DIR "sleep_millisecs");
-	shared0 = t_knob_get(KSM_DIR "pages_shared");
-	sharing0 = t_knob_get(KSM_DIR "pages_sharing");
-
-	if (pipe(cmd) || pipe(ans))
-		goto out;
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		goto out;
-	if (!pid) {
-		alarm(300);
-		_exit(ksm_child(cmd[0], ans[1]));
-	}
-	if (read(ans[0], &x, 1) != 1 || x != 'r') {
-		t_diag("the other process did not start");
-		goto out;
-	}
-
-	a = t_mmap(NA * T_PAGE);
-	b = t_mmap(NB * T_PAGE);
-	want = malloc(NA * T_PAGE);
-	if (!a || !b || !want)
-		goto out;
-	madvise(a, NA * T_PAGE, MADV_NOHUGEPAGE);
-	madvise(b, NB * T_PAGE, MADV_NOHUGEPAGE);
-	fill_same(want, NA);
-	memcpy(b, want, NB * T_PAGE);
-	mr = t_reg_mr(&dev, a, NA * T_PAGE, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
-	/* The device writes the content: it maps every page writable. */
-	memcpy(local, want, NA * T_PAGE);
-	if (dev_op(IBV_WR_RDMA_WRITE, local, a, NA * T_PAGE, mr) ||
-	    !t_check(a, want, NA * T_PAGE, "CPU after the first WRITE"))
-		goto out;
-	if (madvise(a, NA * T_PAGE, MADV_MERGEABLE) ||
-	    madvise(b, NB * T_PAGE, MADV_MERGEABLE)) {
-		t_diag("madvise(MADV_MERGEABLE): %s", strerror(errno));
-		goto out;
-	}
-	if (!t_knob_set(KSM_DIR "pages_to_scan", 10000) ||
-	    !t_knob_set(KSM_DIR "sleep_millisecs", 0) ||
-	    !t_knob_set(KSM_DIR "run", 1))
-		goto out;
-
-	/* Until every copy maps the same KSM page (pinned: all but ours). */
-	t0 = t_now();
-	while (t_now() - t0 < 60) {
-		usleep(200000);
-		kpfn = pfn_of(b);
-		if (!(kpageflags(kpfn) >> KPF_KSM & 1))
-			continue;
-		mb = ksm_pages(b, NB, kpfn);
-		ma = ksm_pages(a, NA, kpfn);
-		if (mb == NB && (ma == NA || !t_odp)) {
-			child_merged = ask(cmd[1], ans[0], 'm') == 'y';
-			if (child_merged)
-				break;
-		}
-	}
-	if (!t_odp && child_merged) {
-		/* two more full scans: the pinned pages stay apart */
-		long scans = t_knob_get(KSM_DIR "full_scans");
-
-		while (t_now() - t0 < 90 &&
-		       t_knob_get(KSM_DIR "full_scans") < scans + 2)
-			usleep(100000);
-		ma = ksm_pages(a, NA, 0);
-	}
-	t_diag("after %.1f s: %ld of %d MR pages, %ld of %d other-region pages merged, other process %s; pages_shared %ld -> %ld, pages_sharing %ld -> %ld",
-	       t_now() - t0, ma, NA, mb, NB, child_merged ? "merged" : "not merged",
-	       shared0, t_knob_get(KSM_DIR "pages_shared"), sharing0,
-	       t_knob_get(KSM_DIR "pages_sharing"));
-	if (mb != NB || !child_merged) {
-		t_diag("ksmd did not merge the copies in time");
-		goto out;
-	}
-	*merged = t_odp ? ma == NA : ma == 0;
-
-	/* The device reads the merged pages. */
-	memset(local, 0x5a, NA * T_PAGE);
-	if (dev_op(IBV_WR_RDMA_READ, local, a, NA * T_PAGE, mr) ||
-	    !t_check(local, want, NA * T_PAGE, "READ of the merged pages"))
-		goto out;
-
-	/* One WRITE into one page. */
-	t_fill(local, 1000, 0x46);
-	memcpy(want + WPAGE * T_PAGE + 100, local, 1000);
-	*write_ok = !dev_op(IBV_WR_RDMA_WRITE, local, a + WPAGE * T_PAGE + 100,
-			    1000, mr) &&
-		    t_check(a, want, NA * T_PAGE, "the MR's pages after the WRITE");
-	for (i = 0; i < NB; i++)
-		*write_ok = t_check(b + i * T_PAGE, want, T_PAGE,
-				    "the other region after the WRITE") &&
-			    *write_ok;
-	*write_ok = ask(cmd[1], ans[0], 'c') == 'g' && *write_ok;
-	if (t_odp) {
-		long still = ksm_pages(a, NA, kpfn);
-
-		t_diag("after the WRITE %ld of %d MR pages still map the KSM page, page %d %s",
-		       still, NA, WPAGE,
-		       pfn_of(a + WPAGE * T_PAGE) == kpfn ? "too" : "not");
-		*write_ok = *write_ok && still == NA - 1 &&
-			    pfn_of(a + WPAGE * T_PAGE) != kpfn;
-	}
-	*write_ok = *write_ok && ksm_pages(b, NB, kpfn) == NB;
-
-	/* The CPU writes another page: the device reads it. */
-	t_fill(a + 9 * T_PAGE + 7, 77, 0x47);
-	memcpy(want + 9 * T_PAGE + 7, a + 9 * T_PAGE + 7, 77);
-	memset(local, 0x5a, NA * T_PAGE);
-	*cpu_ok = !dev_op(IBV_WR_RDMA_READ, local, a, NA * T_PAGE, mr) &&
-		  t_check(local, want, NA * T_PAGE,
-			  "READ after the CPU wrote a merged page") &&
-		  t_check(b, want, T_PAGE, "the other region");
-out:
-	if (cmd[1] >= 0)
-		close(cmd[1]);
-	if (pid > 0)
-		waitpid(pid, &status, 0);
-	if (cmd[0] >= 0)
-		close(cmd[0]);
-	if (ans[0] >= 0) {
-		close(ans[0]);
-		close(ans[1]);
-	}
-	t_dereg_mr(mr);
-	t_munmap(a, NA * T_PAGE);
-	t_munmap(b, NB * T_PAGE);
-	free(want);
-	if (scan0 > 0)
-		t_knob_set(KSM_DIR "pages_to_scan", scan0);
-	if (sleep0 >= 0)
-		t_knob_set(KSM_DIR "sleep_millisecs", sleep0);
-	t_knob_set(KSM_DIR "run", run0);
-	return 1;
-}
-
 /* ---- THP ------------------------------------------------------------------ */
 
 #define THP_DIR		"/sys/kernel/mm/transparent_hugepage/"
@@ -400,8 +232,10 @@ static long huge_kb(const void *p, size_t len)
 	return kb;
 }
 
-/* -- split under traffic -- */
+/* the khugepaged case's two ranges */
+#define CL	(2 * HP)
 
+/* the THP split case's range */
 #define TL	(4 * HP)
 /* what the stream writes, and what it reads unchanged */
 #define W1_OFF	(HP + T_MIB)
@@ -423,11 +257,312 @@ struct stream {
 	const uint8_t *orig;
 	struct ibv_mr *mr;
 	struct t_rc_pair p;
+	uint8_t *local;		/* the fixture's local buffer ... */
+	struct ibv_mr *lmr;	/* ... and its MR */
 	int stop;
 	long loops;
 	int seed;
 	bool bad;
 };
+
+/*
+ * The device, a local buffer registered as lmr, and what a test allocates:
+ * the KSM case's other process, regions and MR; the THP cases' ranges,
+ * MR, stream thread and QP pairs; the knobs to restore.
+ */
+FIXTURE(ksm_thp) {
+	struct t_dev dev;
+	uint8_t *local;		/* LOCAL_LEN, registered as lmr */
+	struct ibv_mr *lmr;
+	/* what a case registers, and its expected content */
+	struct ibv_mr *mr;
+	uint8_t *want;
+	/* KSM */
+	int cmd[2], ans[2];
+	pid_t pid;
+	uint8_t *a, *b;
+	bool ksm_saved;
+	long run0, scan0, sleep0;
+	/* THP split */
+	uint8_t *tbuf;
+	struct stream st;
+	struct t_rc_pair ep[3];
+	int nep;
+	bool have_stp, streaming;
+	pthread_t thr;
+	/* khugepaged collapse */
+	uint8_t *x, *y;
+	struct t_rc_pair cp;
+	bool have_cp, khp_saved;
+	long khp0[3];
+};
+
+ODP_VARIANTS(ksm_thp);
+
+static const char *const khp_knob[] = {
+	KHP_DIR "scan_sleep_millisecs", KHP_DIR "alloc_sleep_millisecs",
+	KHP_DIR "pages_to_scan",
+};
+static const long khp_fast[] = { 10, 10, 8192 };
+
+FIXTURE_SETUP(ksm_thp)
+{
+	t_variant();
+	self->cmd[0] = self->cmd[1] = self->ans[0] = self->ans[1] = -1;
+	self->pid = -1;
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+	self->local = t_mmap(LOCAL_LEN);
+	ASSERT_NE(NULL, self->local);
+	self->lmr = t_reg_mr(&self->dev, self->local, LOCAL_LEN, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->lmr) {
+		TH_LOG("cannot register %s MRs", t_mode());
+	}
+}
+
+FIXTURE_TEARDOWN(ksm_thp)
+{
+	int i, status;
+
+	if (self->streaming) {
+		__atomic_store_n(&self->st.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(self->thr, NULL);
+	}
+	t_dereg_mr(self->mr);
+	/* KSM: the other process ends when its command pipe closes */
+	if (self->cmd[1] >= 0)
+		close(self->cmd[1]);
+	if (self->pid > 0)
+		waitpid(self->pid, &status, 0);
+	if (self->cmd[0] >= 0)
+		close(self->cmd[0]);
+	if (self->ans[0] >= 0) {
+		close(self->ans[0]);
+		close(self->ans[1]);
+	}
+	t_munmap(self->a, NA * T_PAGE);
+	t_munmap(self->b, NB * T_PAGE);
+	if (self->ksm_saved) {
+		if (self->scan0 > 0)
+			t_knob_set(KSM_DIR "pages_to_scan", self->scan0);
+		if (self->sleep0 >= 0)
+			t_knob_set(KSM_DIR "sleep_millisecs", self->sleep0);
+		t_knob_set(KSM_DIR "run", self->run0);
+	}
+	/* THP split */
+	while (self->nep > 0)
+		t_rc_pair_destroy(&self->ep[--self->nep]);
+	if (self->have_stp)
+		t_rc_pair_destroy(&self->st.p);
+	t_dereg_mr(self->st.mr);
+	if (self->tbuf) {
+		mprotect(self->tbuf + RO_OFF, RO_LEN, PROT_READ | PROT_WRITE);
+		thp_unmap(self->tbuf, TL);
+	}
+	/* khugepaged collapse */
+	if (self->khp_saved)
+		for (i = 0; i < 3; i++)
+			if (self->khp0[i] >= 0)
+				t_knob_set(khp_knob[i], self->khp0[i]);
+	if (self->have_cp)
+		t_rc_pair_destroy(&self->cp);
+	thp_unmap(self->x, CL);
+	thp_unmap(self->y, CL);
+
+	free(self->want);
+	t_dereg_mr(self->lmr);
+	t_munmap(self->local, LOCAL_LEN);
+	t_dev_close(&self->dev);
+}
+
+/* t_rdma_chunked() and t_rdma_fresh_pair() from local (lmr). */
+static int dev_op_on(struct t_rc_pair *p, struct ibv_mr *lmr,
+		     enum ibv_wr_opcode op, void *laddr, void *raddr,
+		     size_t len, struct ibv_mr *mr)
+{
+	return t_rdma_chunked(p, op, laddr, lmr->lkey, raddr, mr->rkey, len,
+			      false);
+}
+
+static int dev_op(FIXTURE_DATA(ksm_thp) *self, enum ibv_wr_opcode op,
+		  void *laddr, void *raddr, size_t len, struct ibv_mr *mr)
+{
+	return t_rdma_fresh_pair(&self->dev, op, laddr, self->lmr->lkey, raddr,
+				 mr->rkey, len);
+}
+
+/* ---- KSM: the tests ----------------------------------------------------- */
+
+/* How far a KSM test goes: each builds on the one before. */
+enum ksm_stage { KSM_MERGE, KSM_WRITE, KSM_CPU };
+
+static void ksm_case(struct __test_metadata *_metadata,
+		     FIXTURE_DATA(ksm_thp) *self, enum ksm_stage stage)
+{
+	long shared0, sharing0, ma = 0, mb = 0, still;
+	uint8_t *a, *b, *want, *local = self->local;
+	bool child_merged = false;
+	uint64_t kpfn = 0;
+	double t0;
+	long i;
+	char x;
+
+	self->run0 = t_knob_get(KSM_DIR "run");
+	if (self->run0 < 0)
+		SKIP(return, "no /sys/kernel/mm/ksm (CONFIG_KSM)");
+	self->scan0 = t_knob_get(KSM_DIR "pages_to_scan");
+	self->sleep0 = t_knob_get(KSM_DIR "sleep_millisecs");
+	self->ksm_saved = true;
+	shared0 = t_knob_get(KSM_DIR "pages_shared");
+	sharing0 = t_knob_get(KSM_DIR "pages_sharing");
+
+	ASSERT_EQ(0, pipe(self->cmd));
+	ASSERT_EQ(0, pipe(self->ans));
+	fflush(stdout);
+	fflush(stderr);
+	self->pid = fork();
+	ASSERT_LE(0, self->pid);
+	if (!self->pid) {
+		/* only the test holds these: EOF on cmd ends the child */
+		close(self->cmd[1]);
+		close(self->ans[0]);
+		alarm(300);
+		_exit(ksm_child(self->cmd[0], self->ans[1]));
+	}
+	ASSERT_TRUE(read(self->ans[0], &x, 1) == 1 && x == 'r') {
+		TH_LOG("the other process did not start");
+	}
+
+	a = self->a = t_mmap(NA * T_PAGE);
+	b = self->b = t_mmap(NB * T_PAGE);
+	want = self->want = malloc(NA * T_PAGE);
+	ASSERT_TRUE(a && b && want);
+	madvise(a, NA * T_PAGE, MADV_NOHUGEPAGE);
+	madvise(b, NB * T_PAGE, MADV_NOHUGEPAGE);
+	fill_same(want, NA);
+	memcpy(b, want, NB * T_PAGE);
+	self->mr = t_reg_mr(&self->dev, a, NA * T_PAGE, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->mr);
+	/* The device writes the content: it maps every page writable. */
+	memcpy(local, want, NA * T_PAGE);
+	ASSERT_WC(IBV_WC_SUCCESS, dev_op(self, IBV_WR_RDMA_WRITE, local, a,
+					 NA * T_PAGE, self->mr));
+	ASSERT_BYTES(a, want, NA * T_PAGE, "CPU after the first WRITE");
+	ASSERT_EQ(0, madvise(a, NA * T_PAGE, MADV_MERGEABLE)) {
+		TH_LOG("madvise(MADV_MERGEABLE): %s", strerror(errno));
+	}
+	ASSERT_EQ(0, madvise(b, NB * T_PAGE, MADV_MERGEABLE)) {
+		TH_LOG("madvise(MADV_MERGEABLE): %s", strerror(errno));
+	}
+	ASSERT_TRUE(t_knob_set(KSM_DIR "pages_to_scan", 10000));
+	ASSERT_TRUE(t_knob_set(KSM_DIR "sleep_millisecs", 0));
+	ASSERT_TRUE(t_knob_set(KSM_DIR "run", 1));
+
+	/* Until every copy maps the same KSM page (pinned: all but ours). */
+	t0 = t_now();
+	while (t_now() - t0 < 60) {
+		usleep(200000);
+		kpfn = pfn_of(b);
+		if (!(kpageflags(kpfn) >> KPF_KSM & 1))
+			continue;
+		mb = ksm_pages(b, NB, kpfn);
+		ma = ksm_pages(a, NA, kpfn);
+		if (mb == NB && (ma == NA || !t_odp)) {
+			child_merged = ask(self->cmd[1], self->ans[0], 'm') ==
+				       'y';
+			if (child_merged)
+				break;
+		}
+	}
+	if (!t_odp && child_merged) {
+		/* two more full scans: the pinned pages stay apart */
+		long scans = t_knob_get(KSM_DIR "full_scans");
+
+		while (t_now() - t0 < 90 &&
+		       t_knob_get(KSM_DIR "full_scans") < scans + 2)
+			usleep(100000);
+		ma = ksm_pages(a, NA, 0);
+	}
+	t_diag("after %.1f s: %ld of %d MR pages, %ld of %d other-region pages merged, other process %s; pages_shared %ld -> %ld, pages_sharing %ld -> %ld",
+	       t_now() - t0, ma, NA, mb, NB, child_merged ? "merged" : "not merged",
+	       shared0, t_knob_get(KSM_DIR "pages_shared"), sharing0,
+	       t_knob_get(KSM_DIR "pages_sharing"));
+	ASSERT_TRUE(mb == NB && child_merged) {
+		TH_LOG("ksmd did not merge the copies in time");
+	}
+	/* ODP: the MR's pages merged; pinned: they were not. */
+	EXPECT_EQ(t_odp ? NA : 0, ma) {
+		TH_LOG("%ld of the %d MR pages merged", ma, NA);
+	}
+	if (stage == KSM_MERGE)
+		return;
+
+	/* The device reads the merged pages. */
+	memset(local, 0x5a, NA * T_PAGE);
+	ASSERT_WC(IBV_WC_SUCCESS, dev_op(self, IBV_WR_RDMA_READ, local, a,
+					 NA * T_PAGE, self->mr));
+	ASSERT_BYTES(local, want, NA * T_PAGE, "READ of the merged pages");
+
+	/* One WRITE into one page. */
+	t_fill(local, 1000, 0x46);
+	memcpy(want + WPAGE * T_PAGE + 100, local, 1000);
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op(self, IBV_WR_RDMA_WRITE, local,
+					 a + WPAGE * T_PAGE + 100, 1000,
+					 self->mr));
+	EXPECT_BYTES(a, want, NA * T_PAGE, "the MR's pages after the WRITE");
+	for (i = 0; i < NB; i++)
+		EXPECT_BYTES(b + i * T_PAGE, want, T_PAGE,
+			     "the other region after the WRITE");
+	/* the other process: its pages unchanged */
+	EXPECT_EQ('g', ask(self->cmd[1], self->ans[0], 'c'));
+	if (t_odp) {
+		still = ksm_pages(a, NA, kpfn);
+		t_diag("after the WRITE %ld of %d MR pages still map the KSM page, page %d %s",
+		       still, NA, WPAGE,
+		       pfn_of(a + WPAGE * T_PAGE) == kpfn ? "too" : "not");
+		EXPECT_EQ(NA - 1, still);
+		EXPECT_NE(kpfn, pfn_of(a + WPAGE * T_PAGE));
+	}
+	EXPECT_EQ(NB, ksm_pages(b, NB, kpfn));
+	if (stage == KSM_WRITE)
+		return;
+
+	/* The CPU writes another page: the device reads it. */
+	t_fill(a + 9 * T_PAGE + 7, 77, 0x47);
+	memcpy(want + 9 * T_PAGE + 7, a + 9 * T_PAGE + 7, 77);
+	memset(local, 0x5a, NA * T_PAGE);
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op(self, IBV_WR_RDMA_READ, local, a,
+					 NA * T_PAGE, self->mr));
+	EXPECT_BYTES(local, want, NA * T_PAGE,
+		     "READ after the CPU wrote a merged page");
+	EXPECT_BYTES(b, want, T_PAGE, "the other region");
+}
+
+/*
+ * KSM merges the 64 pages of the ODP MR with 16 pages of another region
+ * and 16 of another process; pinned contrast: KSM merges the other
+ * region's and process' pages, none of the pinned MR's
+ */
+TEST_F_TIMEOUT(ksm_thp, ksm_merge, KSM_SECS)
+{
+	ksm_case(_metadata, self, KSM_MERGE);
+}
+
+/*
+ * KSM: an RDMA WRITE into one merged page changes that page only (the
+ * MR's others, the other region and process keep theirs)
+ */
+TEST_F_TIMEOUT(ksm_thp, ksm_write_breaks_one_page, KSM_SECS)
+{
+	ksm_case(_metadata, self, KSM_WRITE);
+}
+
+/* KSM: RDMA READ returns what the CPU wrote into a merged page */
+TEST_F_TIMEOUT(ksm_thp, ksm_read_cpu_write, KSM_SECS)
+{
+	ksm_case(_metadata, self, KSM_CPU);
+}
+
+/* ---- THP split under traffic ---------------------------------------------- */
 
 static bool stream_range(struct stream *st, size_t off, size_t len,
 			 uint8_t *src, uint8_t *dst, bool write)
@@ -436,23 +571,24 @@ static bool stream_range(struct stream *st, size_t off, size_t len,
 
 	if (write) {
 		t_fill(src, len, st->seed * 1000 + off);
-		s = dev_op_on(&st->p, IBV_WR_RDMA_WRITE, src, st->buf + off,
-			      len, st->mr);
+		s = dev_op_on(&st->p, st->lmr, IBV_WR_RDMA_WRITE, src,
+			      st->buf + off, len, st->mr);
 		if (s)
 			return false;
 	}
 	memset(dst, 0x5a, len);
-	s = dev_op_on(&st->p, IBV_WR_RDMA_READ, dst, st->buf + off, len,
-		      st->mr);
+	s = dev_op_on(&st->p, st->lmr, IBV_WR_RDMA_READ, dst, st->buf + off,
+		      len, st->mr);
 	return !s && t_check(dst, write ? src : st->orig + off, len,
 			     write ? "stream: READ after WRITE" :
 			     "stream: READ of unchanged data");
 }
 
+/* The stream thread: what it finds wrong, the test checks (st->bad). */
 static void *stream_fn(void *arg)
 {
 	struct stream *st = arg;
-	uint8_t *src = local, *dst = local + T_MIB;
+	uint8_t *src = st->local, *dst = st->local + T_MIB;
 
 	while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
 		st->seed++;
@@ -478,20 +614,24 @@ static void wait_loops(struct stream *st, long n)
 		usleep(10000);
 }
 
-/* Returns -1 (skip: no THP), else r[0..3] are set. */
-static int thp_split(bool r[4])
-{
-	uint8_t *buf, *want = NULL, *tmp;
-	struct stream st = { 0 };
-	struct t_rc_pair ep[3];
-	int nep = 0, ret = -1, s, tries;
-	long kb, l[3];
-	pthread_t thr;
+#define NO_THP	"no 4 huge pages, even after compaction and MADV_COLLAPSE"
 
-	memset(r, 0, 4 * sizeof(*r));
-	buf = thp_map(TL);
+/* How far a THP split test goes: each builds on the one before. */
+enum split_stage { SPLIT_HUGE, SPLIT_STREAM, SPLIT_AFTER, SPLIT_RO_HOLE };
+
+static void split_case(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(ksm_thp) *self, enum split_stage stage)
+{
+	uint8_t *buf, *want, *tmp, *local = self->local;
+	struct stream *st = &self->st;
+	int s, tries;
+	long kb, l[3];
+
+	if (!thp_available())
+		SKIP(return, NO_THP);
+	buf = self->tbuf = thp_map(TL);
 	if (!buf)
-		return -1;
+		SKIP(return, NO_THP);
 	t_knob_set("/proc/sys/vm/compact_memory", 1);
 	if (madvise(buf, TL, MADV_HUGEPAGE))
 		t_diag("madvise(MADV_HUGEPAGE): %s", strerror(errno));
@@ -511,60 +651,66 @@ static int thp_split(bool r[4])
 		t_diag("after compaction and MADV_COLLAPSE (%d): AnonHugePages %ld kB",
 		       tries, kb);
 	}
-	if (kb != (long)(TL / 1024)) {
-		thp_unmap(buf, TL);
-		return -1;
-	}
-	ret = 0;
-	want = malloc(TL);
-	if (!want)
-		goto out;
+	if (kb != (long)(TL / 1024))
+		SKIP(return, NO_THP);
+	want = self->want = malloc(TL);
+	ASSERT_NE(NULL, want);
 	memcpy(want, buf, TL);
-	st.buf = buf;
-	st.orig = want;
-	st.mr = t_reg_mr(&dev, buf, TL, T_ACCESS_ALL);
-	if (!st.mr || t_rc_pair_create(&dev, &st.p, NULL))
-		goto out;
+	st->buf = buf;
+	st->orig = want;
+	st->local = local;
+	st->lmr = self->lmr;
+	st->mr = t_reg_mr(&self->dev, buf, TL, T_ACCESS_ALL);
+	ASSERT_NE(NULL, st->mr);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &st->p, NULL));
+	self->have_stp = true;
 	kb = huge_kb(buf, TL);
 	t_diag("after registering the %s MR: AnonHugePages %ld kB", t_mode(), kb);
 	/* QP pairs for later, made before the hole exists */
-	for (nep = 0; nep < 3; nep++)
-		if (t_rc_pair_create(&dev, &ep[nep], NULL))
-			goto out_p;
+	for (self->nep = 0; self->nep < 3; self->nep++)
+		ASSERT_EQ(0, t_rc_pair_create(&self->dev,
+					      &self->ep[self->nep], NULL));
 
 	/* Whole huge pages: READ all, WRITE across a boundary. */
 	memset(local, 0x5a, TL);
-	r[0] = !dev_op_on(&st.p, IBV_WR_RDMA_READ, local, buf, TL, st.mr) &&
-	       t_check(local, want, TL, "READ of the huge pages");
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(&st->p, self->lmr,
+					    IBV_WR_RDMA_READ, local, buf, TL,
+					    st->mr));
+	EXPECT_BYTES(local, want, TL, "READ of the huge pages");
 	t_fill(local, 128 * T_KIB, 62);
 	memcpy(want + 2 * HP - 64 * T_KIB, local, 128 * T_KIB);
-	r[0] = r[0] && !dev_op_on(&st.p, IBV_WR_RDMA_WRITE, local,
-				  buf + 2 * HP - 64 * T_KIB, 128 * T_KIB,
-				  st.mr) &&
-	       t_check(buf, want, TL, "CPU after a WRITE across huge pages");
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(&st->p, self->lmr,
+					    IBV_WR_RDMA_WRITE, local,
+					    buf + 2 * HP - 64 * T_KIB,
+					    128 * T_KIB, st->mr));
+	EXPECT_BYTES(buf, want, TL, "CPU after a WRITE across huge pages");
 	kb = huge_kb(buf, TL);
 	t_diag("after RDMA READ and WRITE: AnonHugePages %ld kB", kb);
 	/* pinned: the pin itself may have split them (measured, reported) */
-	r[0] = r[0] && (kb == (long)(TL / 1024) || !t_odp);
+	if (t_odp)
+		EXPECT_EQ(TL / 1024, kb);
+	if (stage == SPLIT_HUGE)
+		return;
 
 	/* Split them under traffic. */
-	if (pthread_create(&thr, NULL, stream_fn, &st))
-		goto out_p;
-	wait_loops(&st, 2);
-	l[0] = st.loops;
+	ASSERT_EQ(0, pthread_create(&self->thr, NULL, stream_fn, st));
+	self->streaming = true;
+	wait_loops(st, 2);
+	l[0] = st->loops;
 	if (mprotect(buf + RO_OFF, RO_LEN, PROT_READ))
 		t_diag("mprotect: %s", strerror(errno));
-	wait_loops(&st, 2);
-	l[1] = st.loops;
+	wait_loops(st, 2);
+	l[1] = st->loops;
 	if (munmap(buf + HOLE_OFF, HOLE_LEN))
 		t_diag("munmap: %s", strerror(errno));
-	wait_loops(&st, 2);
-	__atomic_store_n(&st.stop, 1, __ATOMIC_RELEASE);
-	pthread_join(thr, NULL);
-	l[2] = st.loops;
+	wait_loops(st, 2);
+	__atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(self->thr, NULL);
+	self->streaming = false;
+	l[2] = st->loops;
 	kb = huge_kb(buf, TL);
 	t_diag("stream: %ld loops before the mprotect, %ld before the munmap, %ld in all (last seed %d); AnonHugePages now %ld kB",
-	       l[0], l[1], l[2], st.seed, kb);
+	       l[0], l[1], l[2], st->seed, kb);
 	/*
 	 * Two of the four huge pages are cut; the other two usually stay
 	 * huge, but the kernel may split them too (seen once in a loaded
@@ -573,124 +719,170 @@ static int thp_split(bool r[4])
 	if (t_odp && kb != (long)(2 * HP / 1024))
 		t_diag("expected %ld kB of huge pages to remain, %ld kB did",
 		       (long)(2 * HP / 1024), kb);
-	r[1] = !st.bad && l[0] >= 2 && l[1] >= l[0] + 2 && l[2] >= l[1] + 2 &&
-	       (kb < (long)(TL / 1024) || !t_odp);
+	EXPECT_FALSE(st->bad) {
+		TH_LOG("the stream failed (seed %d)", st->seed);
+	}
+	EXPECT_LE(2, l[0]);
+	EXPECT_LE(l[0] + 2, l[1]);
+	EXPECT_LE(l[1] + 2, l[2]);
+	if (t_odp)
+		EXPECT_GT(TL / 1024, kb);
+	if (stage == SPLIT_STREAM)
+		return;
 
 	/* What the stream wrote last; the device sees what the CPU sees. */
 	tmp = local + 4 * T_MIB;
-	t_fill(tmp, W1_LEN, st.seed * 1000 + W1_OFF);
+	t_fill(tmp, W1_LEN, st->seed * 1000 + W1_OFF);
 	memcpy(want + W1_OFF, tmp, W1_LEN);
-	t_fill(tmp, W2_LEN, st.seed * 1000 + W2_OFF);
+	t_fill(tmp, W2_LEN, st->seed * 1000 + W2_OFF);
 	memcpy(want + W2_OFF, tmp, W2_LEN);
 	memset(local, 0x5a, TL);
-	r[2] = t_check(buf, want, HOLE_OFF, "CPU before the hole") &&
-	       t_check(buf + HOLE_OFF + HOLE_LEN, want + HOLE_OFF + HOLE_LEN,
-		       TL - HOLE_OFF - HOLE_LEN, "CPU after the hole") &&
-	       !dev_op_on(&ep[0], IBV_WR_RDMA_READ, local, buf, HOLE_OFF, st.mr) &&
-	       !dev_op_on(&ep[0], IBV_WR_RDMA_READ, local + HOLE_OFF + HOLE_LEN,
-			  buf + HOLE_OFF + HOLE_LEN, TL - HOLE_OFF - HOLE_LEN,
-			  st.mr) &&
-	       t_check(local, buf, HOLE_OFF, "READ before the hole") &&
-	       t_check(local + HOLE_OFF + HOLE_LEN, buf + HOLE_OFF + HOLE_LEN,
-		       TL - HOLE_OFF - HOLE_LEN, "READ after the hole");
+	EXPECT_BYTES(buf, want, HOLE_OFF, "CPU before the hole");
+	EXPECT_BYTES(buf + HOLE_OFF + HOLE_LEN, want + HOLE_OFF + HOLE_LEN,
+		     TL - HOLE_OFF - HOLE_LEN, "CPU after the hole");
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(&self->ep[0], self->lmr,
+					    IBV_WR_RDMA_READ, local, buf,
+					    HOLE_OFF, st->mr));
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(&self->ep[0], self->lmr,
+					    IBV_WR_RDMA_READ,
+					    local + HOLE_OFF + HOLE_LEN,
+					    buf + HOLE_OFF + HOLE_LEN,
+					    TL - HOLE_OFF - HOLE_LEN, st->mr));
+	EXPECT_BYTES(local, buf, HOLE_OFF, "READ before the hole");
+	EXPECT_BYTES(local + HOLE_OFF + HOLE_LEN, buf + HOLE_OFF + HOLE_LEN,
+		     TL - HOLE_OFF - HOLE_LEN, "READ after the hole");
+	if (stage == SPLIT_AFTER)
+		return;
 
 	/* The read-only part and the hole. */
 	t_fill(local, RO_LEN, 63);
-	s = dev_op_on(&ep[1], IBV_WR_RDMA_WRITE, local, buf + RO_OFF, RO_LEN,
-		      st.mr);
-	if (t_odp)
-		r[3] = s == IBV_WC_REM_ACCESS_ERR &&
-		       t_check(buf + RO_OFF, want + RO_OFF, RO_LEN,
-			       "read-only part after the failed WRITE");
-	else
-		r[3] = s == IBV_WC_SUCCESS &&
-		       t_check(buf + RO_OFF, local, RO_LEN,
-			       "pinned: read-only part after the WRITE");
+	s = dev_op_on(&self->ep[1], self->lmr, IBV_WR_RDMA_WRITE, local,
+		      buf + RO_OFF, RO_LEN, st->mr);
+	if (t_odp) {
+		EXPECT_WC(IBV_WC_REM_ACCESS_ERR, s);
+		EXPECT_BYTES(buf + RO_OFF, want + RO_OFF, RO_LEN,
+			     "read-only part after the failed WRITE");
+	} else {
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_BYTES(buf + RO_OFF, local, RO_LEN,
+			     "pinned: read-only part after the WRITE");
+	}
 	memset(local, 0x5a, HOLE_LEN);
-	s = dev_op_on(&ep[2], IBV_WR_RDMA_READ, local, buf + HOLE_OFF,
-		      HOLE_LEN, st.mr);
-	if (t_odp)
-		r[3] = r[3] && s == IBV_WC_REM_ACCESS_ERR &&
-		       t_check_byte(local, 0x5a, HOLE_LEN,
-				    "local buffer after the failed READ");
-	else
-		r[3] = r[3] && s == IBV_WC_SUCCESS &&
-		       t_check(local, want + HOLE_OFF, HOLE_LEN,
-			       "pinned: READ of the hole");
-out_p:
-	while (nep > 0)
-		t_rc_pair_destroy(&ep[--nep]);
-	t_rc_pair_destroy(&st.p);
-out:
-	t_dereg_mr(st.mr);
-	mprotect(buf + RO_OFF, RO_LEN, PROT_READ | PROT_WRITE);
-	thp_unmap(buf, TL);
-	free(want);
-	return ret;
+	s = dev_op_on(&self->ep[2], self->lmr, IBV_WR_RDMA_READ, local,
+		      buf + HOLE_OFF, HOLE_LEN, st->mr);
+	if (t_odp) {
+		EXPECT_WC(IBV_WC_REM_ACCESS_ERR, s);
+		EXPECT_FILLED(local, 0x5a, HOLE_LEN,
+			      "local buffer after the failed READ");
+	} else {
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_BYTES(local, want + HOLE_OFF, HOLE_LEN,
+			     "pinned: READ of the hole");
+	}
 }
 
-/* -- khugepaged collapse -- */
-
-#define CL	(2 * HP)
-
-/* Returns -1 skip (no collapse at all in time), else sets r[0..2]. */
-static int thp_collapse(bool r[3])
+/*
+ * THP: RDMA READ and WRITE over 4 huge pages (AnonHugePages 8192 kB),
+ * ODP: still huge afterwards
+ */
+TEST_F_TIMEOUT(ksm_thp, thp_rw_huge_pages, SPLIT_SECS)
 {
-	static const char *const knobs[] = {
-		KHP_DIR "scan_sleep_millisecs", KHP_DIR "alloc_sleep_millisecs",
-		KHP_DIR "pages_to_scan",
-	};
-	static const long fast[] = { 10, 10, 8192 };
-	long saved[3], kx = 0, ky = 0, scans;
-	uint8_t *x, *y, *want = NULL;
-	struct ibv_mr *mr = NULL;
-	struct t_rc_pair p;
-	int ret = 0, i, reads = 0;
-	bool have_p = false;
+	split_case(_metadata, self, SPLIT_HUGE);
+}
+
+/*
+ * THP: partial mprotect and partial munmap split 2 huge pages under a
+ * WRITE/READ stream, every READ what was written
+ */
+TEST_F_TIMEOUT(ksm_thp, thp_split_under_stream, SPLIT_SECS)
+{
+	split_case(_metadata, self, SPLIT_STREAM);
+}
+
+/* THP: after the splits RDMA READ returns what the CPU sees */
+TEST_F_TIMEOUT(ksm_thp, thp_read_after_split, SPLIT_SECS)
+{
+	split_case(_metadata, self, SPLIT_AFTER);
+}
+
+/*
+ * THP: a WRITE into the read-only part and a READ of the hole:
+ * IBV_WC_REM_ACCESS_ERR, nothing changed; pinned contrast: the device
+ * writes into the read-only part and reads the unmapped hole
+ */
+TEST_F_TIMEOUT(ksm_thp, thp_readonly_part_and_hole, SPLIT_SECS)
+{
+	split_case(_metadata, self, SPLIT_RO_HOLE);
+}
+
+/* ---- khugepaged collapse -------------------------------------------------- */
+
+#define NO_COLLAPSE	"khugepaged collapsed nothing within 90 s"
+
+/* How far a collapse test goes: each builds on the one before. */
+enum collapse_stage { COLLAPSE_SMALL, COLLAPSE_WAIT, COLLAPSE_AFTER };
+
+/*
+ * The small pages' test waits for the collapse too: if khugepaged
+ * collapses nothing in time, all three skip.
+ */
+static void collapse_case(struct __test_metadata *_metadata,
+			  FIXTURE_DATA(ksm_thp) *self,
+			  enum collapse_stage stage)
+{
+	uint8_t *x, *y, *want, *local = self->local;
+	struct t_rc_pair *p = &self->cp;
+	long kx = 0, ky = 0, scans;
+	int i, reads = 0;
 	double t0;
 	size_t off;
 
-	memset(r, 0, 3 * sizeof(*r));
-	x = thp_map(CL);
-	y = thp_map(CL);
-	want = malloc(CL);
-	if (!x || !y || !want)
-		goto out;
+	if (!thp_available())
+		SKIP(return, NO_COLLAPSE);
+	x = self->x = thp_map(CL);
+	y = self->y = thp_map(CL);
+	want = self->want = malloc(CL);
+	ASSERT_TRUE(x && y && want);
 	madvise(x, CL, MADV_NOHUGEPAGE);
 	madvise(y, CL, MADV_NOHUGEPAGE);
 	t_fill(x, CL, 71);
 	t_fill(y, CL, 72);
 	memcpy(want, x, CL);
-	mr = t_reg_mr(&dev, x, CL, T_ACCESS_ALL);
-	if (!mr || t_rc_pair_create(&dev, &p, NULL))
-		goto out;
-	have_p = true;
+	self->mr = t_reg_mr(&self->dev, x, CL, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->mr);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, p, NULL));
+	self->have_cp = true;
 	/* The device maps the small pages, and writes some. */
 	memset(local, 0x5a, CL);
-	r[0] = !dev_op_on(&p, IBV_WR_RDMA_READ, local, x, CL, mr) &&
-	       t_check(local, want, CL, "READ of the small pages");
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(p, self->lmr, IBV_WR_RDMA_READ,
+					    local, x, CL, self->mr));
+	EXPECT_BYTES(local, want, CL, "READ of the small pages");
 	t_fill(local, 3 * T_PAGE, 73);
 	memcpy(want + HP - T_PAGE, local, 3 * T_PAGE);
-	r[0] = r[0] && !dev_op_on(&p, IBV_WR_RDMA_WRITE, local,
-				  x + HP - T_PAGE, 3 * T_PAGE, mr) &&
-	       t_check(x, want, CL, "CPU after a WRITE into small pages");
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(p, self->lmr, IBV_WR_RDMA_WRITE,
+					    local, x + HP - T_PAGE,
+					    3 * T_PAGE, self->mr));
+	EXPECT_BYTES(x, want, CL, "CPU after a WRITE into small pages");
 	kx = huge_kb(x, CL);
 	ky = huge_kb(y, CL);
 	t_diag("before MADV_HUGEPAGE: AnonHugePages %ld kB (MR), %ld kB (other)",
 	       kx, ky);
-	r[0] = r[0] && !kx && !ky;
+	EXPECT_EQ(0, kx);
+	EXPECT_EQ(0, ky);
 
 	for (i = 0; i < 3; i++) {
-		saved[i] = t_knob_get(knobs[i]);
-		t_knob_set(knobs[i], fast[i]);
+		self->khp0[i] = t_knob_get(khp_knob[i]);
+		t_knob_set(khp_knob[i], khp_fast[i]);
 	}
-	if (madvise(x, CL, MADV_HUGEPAGE) || madvise(y, CL, MADV_HUGEPAGE)) {
-		t_diag("madvise(MADV_HUGEPAGE): %s", strerror(errno));
-		goto out_knobs;
+	self->khp_saved = true;
+	ASSERT_EQ(0, madvise(x, CL, MADV_HUGEPAGE)) {
+		TH_LOG("madvise(MADV_HUGEPAGE): %s", strerror(errno));
+	}
+	ASSERT_EQ(0, madvise(y, CL, MADV_HUGEPAGE)) {
+		TH_LOG("madvise(MADV_HUGEPAGE): %s", strerror(errno));
 	}
 	/* Wait, with READs of the MR meanwhile and the CPU touching both. */
 	t0 = t_now();
-	r[1] = true;
 	while (t_now() - t0 < 90) {
 		volatile uint8_t sink;
 
@@ -698,9 +890,10 @@ static int thp_collapse(bool r[3])
 			sink = x[off] + y[off];
 		(void)sink;
 		memset(local, 0x5a, CL);
-		r[1] = !dev_op_on(&p, IBV_WR_RDMA_READ, local, x, CL, mr) &&
-		       t_check(local, want, CL, "READ while khugepaged runs") &&
-		       r[1];
+		EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(p, self->lmr,
+						    IBV_WR_RDMA_READ, local, x,
+						    CL, self->mr));
+		EXPECT_BYTES(local, want, CL, "READ while khugepaged runs");
 		reads++;
 		kx = huge_kb(x, CL);
 		ky = huge_kb(y, CL);
@@ -718,103 +911,59 @@ static int thp_collapse(bool r[3])
 	}
 	t_diag("after %.1f s (%d READs meanwhile): AnonHugePages %ld kB (MR), %ld kB (other); khugepaged full_scans %ld",
 	       t_now() - t0, reads, kx, ky, t_knob_get(KHP_DIR "full_scans"));
-	if (!kx && !ky) {
-		ret = -1;
-		goto out_knobs;
+	if (!kx && !ky)
+		SKIP(return, NO_COLLAPSE);
+	if (stage == COLLAPSE_SMALL)
+		return;
+	if (t_odp) {
+		EXPECT_EQ(CL / 1024, kx);
+	} else {
+		EXPECT_EQ(0, kx);
+		EXPECT_EQ(CL / 1024, ky);
 	}
-	if (t_odp)
-		r[1] = r[1] && kx == CL / 1024;
-	else
-		r[1] = r[1] && !kx && ky == CL / 1024;
+	if (stage == COLLAPSE_WAIT)
+		return;
 
 	/* After the collapse: the device sees what the CPU sees. */
 	t_fill(x + 7, 100, 74);
 	memcpy(want + 7, x + 7, 100);
 	memset(local, 0x5a, CL);
-	r[2] = !dev_op_on(&p, IBV_WR_RDMA_READ, local, x, CL, mr) &&
-	       t_check(local, want, CL, "READ after the collapse");
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(p, self->lmr, IBV_WR_RDMA_READ,
+					    local, x, CL, self->mr));
+	EXPECT_BYTES(local, want, CL, "READ after the collapse");
 	t_fill(local, CL - 2 * T_PAGE, 75);
 	memcpy(want + T_PAGE, local, CL - 2 * T_PAGE);
-	r[2] = r[2] && !dev_op_on(&p, IBV_WR_RDMA_WRITE, local, x + T_PAGE,
-				  CL - 2 * T_PAGE, mr) &&
-	       t_check(x, want, CL, "CPU after a WRITE after the collapse");
+	EXPECT_WC(IBV_WC_SUCCESS, dev_op_on(p, self->lmr, IBV_WR_RDMA_WRITE,
+					    local, x + T_PAGE,
+					    CL - 2 * T_PAGE, self->mr));
+	EXPECT_BYTES(x, want, CL, "CPU after a WRITE after the collapse");
 	kx = huge_kb(x, CL);
 	t_diag("at the end: AnonHugePages %ld kB (MR)", kx);
-out_knobs:
-	for (i = 0; i < 3; i++)
-		if (saved[i] >= 0)
-			t_knob_set(knobs[i], saved[i]);
-out:
-	if (have_p)
-		t_rc_pair_destroy(&p);
-	t_dereg_mr(mr);
-	thp_unmap(x, CL);
-	thp_unmap(y, CL);
-	free(want);
-	return ret;
 }
 
-int main(int argc, char **argv)
+/* khugepaged: RDMA READ and WRITE over small pages (AnonHugePages 0) */
+TEST_F_TIMEOUT(ksm_thp, khugepaged_rw_small_pages, COLLAPSE_SECS)
 {
-	bool r[4];
-	int ret;
-
-	t_init(argc, argv, "ODP MRs follow KSM and transparent huge pages");
-	t_plan(10);
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
-	local = t_mmap(LOCAL_LEN);
-	if (!local)
-		t_bail("out of memory");
-	lmr = t_reg_mr(&dev, local, LOCAL_LEN, T_ACCESS_ALL);
-	if (!lmr)
-		t_bail("cannot register %s MRs", t_mode());
-
-	ret = ksm(&r[0], &r[1], &r[2]);
-	if (ret < 0) {
-		t_skip("no /sys/kernel/mm/ksm (CONFIG_KSM)", "KSM merges the MR's pages");
-		t_skip("no /sys/kernel/mm/ksm (CONFIG_KSM)", "KSM: RDMA WRITE into one merged page");
-		t_skip("no /sys/kernel/mm/ksm (CONFIG_KSM)", "KSM: CPU write into a merged page");
-	} else {
-		if (t_odp)
-			t_result(r[0], "KSM merges the %d pages of the ODP MR with %d pages of another region and %d of another process",
-				 NA, NB, NC);
-		else
-			t_result(r[0], "pinned contrast: KSM merges the other region's and process' pages, none of the pinned MR's");
-		t_result(r[1], "KSM: an RDMA WRITE into one merged page changes that page only (the MR's others, the other region and process keep theirs)");
-		t_result(r[2], "KSM: RDMA READ returns what the CPU wrote into a merged page");
-	}
-
-	if (!thp_available() || thp_split(r) < 0) {
-		for (ret = 0; ret < 4; ret++)
-			t_skip("no 4 huge pages, even after compaction and MADV_COLLAPSE",
-			       "THP split %d", ret);
-	} else {
-		t_result(r[0], "THP: RDMA READ and WRITE over 4 huge pages (AnonHugePages 8192 kB)%s",
-			 t_odp ? ", still huge afterwards" : "");
-		t_result(r[1], "THP: partial mprotect and partial munmap split 2 huge pages under a WRITE/READ stream, every READ what was written");
-		t_result(r[2], "THP: after the splits RDMA READ returns what the CPU sees");
-		if (t_odp)
-			t_result(r[3], "THP: a WRITE into the read-only part and a READ of the hole: IBV_WC_REM_ACCESS_ERR, nothing changed");
-		else
-			t_result(r[3], "pinned contrast: the device writes into the read-only part and reads the unmapped hole");
-	}
-
-	ret = thp_available() ? thp_collapse(r) : -1;
-	if (ret < 0) {
-		for (ret = 0; ret < 3; ret++)
-			t_skip("khugepaged collapsed nothing within 90 s",
-			       "khugepaged collapse %d", ret);
-	} else {
-		t_result(r[0], "khugepaged: RDMA READ and WRITE over small pages (AnonHugePages 0)");
-		if (t_odp)
-			t_result(r[1], "khugepaged collapses the ODP MR's pages into 2 huge pages, READs meanwhile return the data");
-		else
-			t_result(r[1], "pinned contrast: khugepaged collapses the unregistered copy, not the pinned MR's pages");
-		t_result(r[2], "khugepaged: after the collapse RDMA READ returns what the CPU sees and WRITEs land");
-	}
-
-	t_dereg_mr(lmr);
-	t_dev_close(&dev);
-	return t_finish();
+	collapse_case(_metadata, self, COLLAPSE_SMALL);
 }
+
+/*
+ * khugepaged collapses the ODP MR's pages into 2 huge pages, READs
+ * meanwhile return the data; pinned contrast: khugepaged collapses the
+ * unregistered copy, not the pinned MR's pages
+ */
+TEST_F_TIMEOUT(ksm_thp, khugepaged_collapse, COLLAPSE_SECS)
+{
+	collapse_case(_metadata, self, COLLAPSE_WAIT);
+}
+
+/*
+ * khugepaged: after the collapse RDMA READ returns what the CPU sees and
+ * WRITEs land
+ */
+TEST_F_TIMEOUT(ksm_thp, khugepaged_rw_after_collapse, COLLAPSE_SECS)
+{
+	collapse_case(_metadata, self, COLLAPSE_AFTER);
+}
+
+ODP_HARNESS_MAIN("ODP MRs follow KSM and transparent huge pages")
