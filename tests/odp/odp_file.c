@@ -17,6 +17,10 @@
  *    as the CPU does, and its WRITEs there land in the file.
  * The kernel log must stay clean (the test bed checks it).
  *
+ * Each of these is a sequence of steps on one file; the test of a step
+ * goes through the steps before it first, with their checks, so that
+ * every test starts from a new file and a new MR.
+ *
  * Pinned MRs (--pinned) keep the truncated pages: the stream beyond the
  * end of file never fails, the device still reads the old data there after
  * the file grows again (the CPU reads zeros), and its WRITEs there never
@@ -31,28 +35,114 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #define FL	(4 * T_MIB)
 #define EOF2	T_MIB		/* the end of file after truncation */
 
-static struct t_dev dev;
-static uint8_t *local;		/* 4 * FL, registered as lmr */
-static struct ibv_mr *lmr;
+#define SL	(256 * T_KIB)
+#define BELOW	(256 * T_KIB)	/* the stream that stays inside the file */
+#define BEYOND	(2 * T_MIB)	/* the stream the truncation cuts off */
+
+/* One stream of WRITEs and READs back over its own QP pair. */
+struct stream {
+	uint8_t *m;
+	struct ibv_mr *mr, *lmr;
+	struct t_rc_pair p;
+	size_t off;
+	uint32_t rlen;		/* bytes each READ reads back */
+	uint8_t *src, *dst;
+	pthread_t thread;
+	bool running;		/* the thread is to be joined */
+	int stop;
+	long loops;
+	int seed, status;
+	bool bad;
+};
+
+/*
+ * The device; local (4 * FL, registered as lmr) and got (what pread
+ * reads); the file, its mappings, its MR and what it should hold; the
+ * truncation's streams and QP pairs.  Teardown frees whatever the test
+ * got to.
+ */
+FIXTURE(file) {
+	struct t_dev dev;
+	uint8_t *local, *got;
+	struct ibv_mr *lmr;
+	int fd;
+	char path[64];		/* the tmpfs file, or "" */
+	uint8_t *m, *m2, *want;
+	struct ibv_mr *mr;
+	struct stream in, out;
+	struct t_rc_pair ep[2], xp;
+};
+
+ODP_VARIANTS(file);
+
+FIXTURE_SETUP(file)
+{
+	t_variant();
+	self->fd = -1;
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+	self->local = t_mmap(4 * FL);
+	ASSERT_NE(NULL, self->local);
+	self->got = malloc(FL);
+	ASSERT_NE(NULL, self->got);
+	self->lmr = t_reg_mr(&self->dev, self->local, 4 * FL, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->lmr) {
+		TH_LOG("cannot register %s MRs", t_mode());
+	}
+}
+
+static void stream_end(struct stream *st)
+{
+	if (!st->running)
+		return;
+	__atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(st->thread, NULL);
+	st->running = false;
+}
+
+FIXTURE_TEARDOWN(file)
+{
+	stream_end(&self->in);
+	stream_end(&self->out);
+	t_rc_pair_destroy(&self->in.p);
+	t_rc_pair_destroy(&self->out.p);
+	t_rc_pair_destroy(&self->xp);
+	t_rc_pair_destroy(&self->ep[1]);
+	t_rc_pair_destroy(&self->ep[0]);
+	t_dereg_mr(self->mr);
+	if (self->m)
+		munmap(self->m, FL);
+	if (self->m2)
+		munmap(self->m2, FL);
+	if (self->fd >= 0)
+		close(self->fd);
+	if (self->path[0])
+		unlink(self->path);
+	free(self->want);
+	t_dereg_mr(self->lmr);
+	t_munmap(self->local, 4 * FL);
+	free(self->got);
+	t_dev_close(&self->dev);
+}
 
 /* t_rdma_chunked() and t_rdma_fresh_pair() from local (lmr). */
-static int dev_op_on(struct t_rc_pair *p, enum ibv_wr_opcode op, void *laddr,
-		     void *raddr, size_t len, struct ibv_mr *mr)
+static int dev_op_on(struct t_rc_pair *p, struct ibv_mr *lmr,
+		     enum ibv_wr_opcode op, void *laddr, void *raddr,
+		     size_t len, struct ibv_mr *mr)
 {
 	return t_rdma_chunked(p, op, laddr, lmr->lkey, raddr, mr->rkey, len,
 			      true);
 }
 
-static int dev_op(enum ibv_wr_opcode op, void *laddr, void *raddr, size_t len,
-		  struct ibv_mr *mr)
+static int dev_op(FIXTURE_DATA(file) *self, enum ibv_wr_opcode op,
+		  void *laddr, void *raddr, size_t len, struct ibv_mr *mr)
 {
-	return t_rdma_fresh_pair(&dev, op, laddr, lmr->lkey, raddr, mr->rkey,
-				 len);
+	return t_rdma_fresh_pair(&self->dev, op, laddr, self->lmr->lkey, raddr,
+				 mr->rkey, len);
 }
 
 static uint8_t *map_shared(int fd, size_t len)
@@ -67,134 +157,187 @@ static uint8_t *map_shared(int fd, size_t len)
 }
 
 /* The file's bytes [0, len) equal @want. */
-static bool file_is(int fd, const uint8_t *want, size_t len, const char *what)
+static void expect_file(struct __test_metadata *_metadata,
+			FIXTURE_DATA(file) *self, const uint8_t *want,
+			size_t len, const char *what)
 {
-	uint8_t *got = malloc(len);
-	bool ok;
+	ssize_t n;
+	int err;
 
-	if (!got)
-		return false;
-	memset(got, 0x5a, len);
-	if (pread(fd, got, len, 0) != (ssize_t)len) {
-		t_diag("%s: pread: %s", what, strerror(errno));
-		ok = false;
-	} else {
-		ok = t_check(got, want, len, what);
+	memset(self->got, 0x5a, len);
+	n = pread(self->fd, self->got, len, 0);
+	err = errno;
+	EXPECT_EQ((ssize_t)len, n) {
+		TH_LOG("%s: pread: %s", what,
+		       n < 0 ? strerror(err) : "short read");
 	}
-	free(got);
-	return ok;
+	if (n == (ssize_t)len) {
+		EXPECT_BYTES(self->got, want, len, what);
+	}
 }
 
 /* ---- WRITE, msync, munmap, map again ------------------------------------ */
 
-static void file_case(int fd, const char *path, bool r[3])
+/*
+ * The steps on a memfd (@tmpfs false) or a tmpfs file, up to and with
+ * @last: 0 WRITEs into cold pages, 1 writes through the file and another
+ * mapping, 2 msync, munmap (close and open) and a new mapping.
+ */
+static void file_steps(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(file) *self, bool tmpfs, int last)
 {
-	uint8_t *m = NULL, *m2 = NULL, *want;
-	struct ibv_mr *mr = NULL;
+	uint8_t *local = self->local, *want;
+	ssize_t n;
 	size_t off;
+	int err;
 
-	memset(r, 0, 3 * sizeof(*r));
-	want = calloc(1, FL);
-	if (!want || ftruncate(fd, FL))
-		goto out;
-	m = map_shared(fd, FL);
-	if (!m)
-		goto out;
-	mr = t_reg_mr(&dev, m, FL, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
+	if (tmpfs) {
+		snprintf(self->path, sizeof(self->path),
+			 "/dev/shm/odp_file.%d", (int)getpid());
+		self->fd = open(self->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		err = errno;
+		ASSERT_LE(0, self->fd) {
+			TH_LOG("open(%s): %s", self->path, strerror(err));
+		}
+	} else {
+		self->fd = memfd_create("odp_file", 0);
+		err = errno;
+		ASSERT_LE(0, self->fd) {
+			TH_LOG("memfd_create: %s", strerror(err));
+		}
+	}
+	want = self->want = calloc(1, FL);
+	ASSERT_NE(NULL, want);
+	ASSERT_EQ(0, ftruncate(self->fd, FL));
+	self->m = map_shared(self->fd, FL);
+	ASSERT_NE(NULL, self->m);
+	self->mr = t_reg_mr(&self->dev, self->m, FL, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->mr);
 
 	/* Remote WRITEs into pages the file does not have yet. */
 	t_fill(local, FL - 3 * T_PAGE, 1);
 	memcpy(want + T_PAGE + 5, local, FL - 3 * T_PAGE);
-	r[0] = !dev_op(IBV_WR_RDMA_WRITE, local, m + T_PAGE + 5,
-		       FL - 3 * T_PAGE, mr) &&
-	       file_is(fd, want, FL, "pread after the WRITE") &&
-	       t_check(m, want, FL, "CPU after the WRITE");
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_WRITE, local, self->m + T_PAGE + 5,
+			 FL - 3 * T_PAGE, self->mr));
+	expect_file(_metadata, self, want, FL, "pread after the WRITE");
+	EXPECT_BYTES(self->m, want, FL, "CPU after the WRITE");
 	memset(local, 0x5a, FL);
-	r[0] = r[0] && !dev_op(IBV_WR_RDMA_READ, local, m, FL, mr) &&
-	       t_check(local, want, FL, "READ after the WRITE");
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_READ, local, self->m, FL,
+			 self->mr));
+	EXPECT_BYTES(local, want, FL, "READ after the WRITE");
+	if (last == 0)
+		return;
 
 	/* Through the file and through another mapping. */
 	t_fill(local, 3 * T_PAGE, 2);
 	memcpy(want + 10 * T_PAGE - 7, local, 3 * T_PAGE);
-	if (pwrite(fd, local, 3 * T_PAGE, 10 * T_PAGE - 7) != 3 * T_PAGE)
-		t_diag("pwrite: %s", strerror(errno));
-	m2 = map_shared(fd, FL);
-	if (m2) {
-		t_fill(m2 + 2 * T_MIB, 5 * T_PAGE, 3);
-		memcpy(want + 2 * T_MIB, m2 + 2 * T_MIB, 5 * T_PAGE);
+	n = pwrite(self->fd, local, 3 * T_PAGE, 10 * T_PAGE - 7);
+	err = errno;
+	ASSERT_EQ((ssize_t)(3 * T_PAGE), n) {
+		TH_LOG("pwrite: %s", n < 0 ? strerror(err) : "short write");
 	}
+	self->m2 = map_shared(self->fd, FL);
+	ASSERT_NE(NULL, self->m2);
+	t_fill(self->m2 + 2 * T_MIB, 5 * T_PAGE, 3);
+	memcpy(want + 2 * T_MIB, self->m2 + 2 * T_MIB, 5 * T_PAGE);
 	memset(local, 0x5a, FL);
-	r[1] = m2 && !dev_op(IBV_WR_RDMA_READ, local, m, FL, mr) &&
-	       t_check(local, want, FL,
-		       "READ after pwrite and a write through another mapping");
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_READ, local, self->m, FL,
+			 self->mr));
+	EXPECT_BYTES(local, want, FL,
+		     "READ after pwrite and a write through another mapping");
+	if (last == 1)
+		return;
 
 	/* msync, munmap, map again. */
 	t_fill(local, 64 * T_KIB, 4);
 	memcpy(want + FL - 64 * T_KIB, local, 64 * T_KIB);
-	r[2] = !dev_op(IBV_WR_RDMA_WRITE, local, m + FL - 64 * T_KIB,
-		       64 * T_KIB, mr);
-	if (msync(m, FL, MS_SYNC))
-		t_diag("msync: %s", strerror(errno));
-	r[2] = r[2] && file_is(fd, want, FL, "pread after msync");
-	t_dereg_mr(mr);
-	mr = NULL;
-	munmap(m, FL);
-	munmap(m2, FL);
-	m = m2 = NULL;
-	if (path) {
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_WRITE, local,
+			 self->m + FL - 64 * T_KIB, 64 * T_KIB, self->mr));
+	n = msync(self->m, FL, MS_SYNC);
+	err = errno;
+	ASSERT_EQ(0, n) {
+		TH_LOG("msync: %s", strerror(err));
+	}
+	expect_file(_metadata, self, want, FL, "pread after msync");
+	t_dereg_mr(self->mr);
+	self->mr = NULL;
+	munmap(self->m, FL);
+	munmap(self->m2, FL);
+	self->m = self->m2 = NULL;
+	if (tmpfs) {
 		/* and close and open again */
-		close(fd);
-		fd = open(path, O_RDWR);
-		if (fd < 0) {
-			t_diag("open(%s): %s", path, strerror(errno));
-			goto out;
+		close(self->fd);
+		self->fd = open(self->path, O_RDWR);
+		err = errno;
+		ASSERT_LE(0, self->fd) {
+			TH_LOG("open(%s): %s", self->path, strerror(err));
 		}
 	}
-	r[2] = r[2] && file_is(fd, want, FL, "pread after munmap");
-	m = map_shared(fd, FL);
-	if (!m)
-		goto out;
-	r[2] = r[2] && t_check(m, want, FL, "CPU on a new mapping");
-	mr = t_reg_mr(&dev, m, FL, T_ACCESS_ALL);
+	expect_file(_metadata, self, want, FL, "pread after munmap");
+	self->m = map_shared(self->fd, FL);
+	ASSERT_NE(NULL, self->m);
+	EXPECT_BYTES(self->m, want, FL, "CPU on a new mapping");
+	self->mr = t_reg_mr(&self->dev, self->m, FL, T_ACCESS_ALL);
+	ASSERT_NE(NULL, self->mr);
 	memset(local, 0x5a, FL);
-	r[2] = r[2] && mr && !dev_op(IBV_WR_RDMA_READ, local, m, FL, mr) &&
-	       t_check(local, want, FL, "READ through an MR on the new mapping");
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_READ, local, self->m, FL,
+			 self->mr));
+	EXPECT_BYTES(local, want, FL, "READ through an MR on the new mapping");
 	off = 3 * T_MIB + 11;
 	t_fill(local, 8 * T_PAGE, 5);
 	memcpy(want + off, local, 8 * T_PAGE);
-	r[2] = r[2] && !dev_op(IBV_WR_RDMA_WRITE, local, m + off, 8 * T_PAGE, mr) &&
-	       file_is(fd, want, FL, "pread after a WRITE through the new MR");
-out:
-	t_dereg_mr(mr);
-	if (m)
-		munmap(m, FL);
-	if (m2)
-		munmap(m2, FL);
-	if (path && fd >= 0)
-		close(fd);
-	free(want);
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_WRITE, local, self->m + off,
+			 8 * T_PAGE, self->mr));
+	expect_file(_metadata, self, want, FL,
+		    "pread after a WRITE through the new MR");
+}
+
+/* memfd: RDMA WRITEs into cold pages land in the file (pread), READ returns them */
+TEST_F(file, memfd_write_lands_in_file)
+{
+	file_steps(_metadata, self, false, 0);
+}
+
+/* memfd: RDMA READ returns what pwrite and another mapping wrote */
+TEST_F(file, memfd_read_sees_pwrite)
+{
+	file_steps(_metadata, self, false, 1);
+}
+
+/*
+ * memfd: the data survives msync, munmap and a new mapping, an MR there
+ * reads and writes it
+ */
+TEST_F(file, memfd_survives_remap)
+{
+	file_steps(_metadata, self, false, 2);
+}
+
+/* tmpfs file: RDMA WRITEs into cold pages land in the file (pread), READ returns them */
+TEST_F(file, tmpfs_write_lands_in_file)
+{
+	file_steps(_metadata, self, true, 0);
+}
+
+/* tmpfs file: RDMA READ returns what pwrite and another mapping wrote */
+TEST_F(file, tmpfs_read_sees_pwrite)
+{
+	file_steps(_metadata, self, true, 1);
+}
+
+/* tmpfs file: the data survives msync, munmap, close, open and a new mapping */
+TEST_F(file, tmpfs_survives_reopen)
+{
+	file_steps(_metadata, self, true, 2);
 }
 
 /* ---- ftruncate under traffic --------------------------------------------- */
-
-#define SL	(256 * T_KIB)
-#define BELOW	(256 * T_KIB)	/* the stream that stays inside the file */
-#define BEYOND	(2 * T_MIB)	/* the stream the truncation cuts off */
-
-struct stream {
-	uint8_t *m;
-	struct ibv_mr *mr;
-	struct t_rc_pair p;
-	size_t off;
-	uint32_t rlen;		/* bytes each READ reads back */
-	uint8_t *src, *dst;
-	int stop;
-	long loops;
-	int seed, status;
-	bool bad;
-};
 
 static void *stream_fn(void *arg)
 {
@@ -205,12 +348,13 @@ static void *stream_fn(void *arg)
 	while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
 		st->seed++;
 		t_fill(st->src, SL, st->seed * 10 + st->off);
-		s = dev_op_on(&st->p, IBV_WR_RDMA_WRITE, st->src,
+		s = dev_op_on(&st->p, st->lmr, IBV_WR_RDMA_WRITE, st->src,
 			      st->m + st->off, SL, st->mr);
 		if (!s) {
 			memset(st->dst, 0x5a, SL);
-			s = dev_op_on(&st->p, IBV_WR_RDMA_READ, st->dst,
-				      st->m + st->off, st->rlen, st->mr);
+			s = dev_op_on(&st->p, st->lmr, IBV_WR_RDMA_READ,
+				      st->dst, st->m + st->off, st->rlen,
+				      st->mr);
 		}
 		if (s) {
 			__atomic_store_n(&st->status, s, __ATOMIC_RELEASE);
@@ -244,139 +388,158 @@ static void wait_loops(struct stream *st, long n, double max)
 		usleep(10000);
 }
 
-static void truncate_case(bool r[5])
+/*
+ * The steps on a memfd that is truncated, up to and with @last:
+ * 0 ftruncate to EOF2 under the two streams, 1 a READ and a WRITE beyond
+ * the end, 2 the file grows again and is read, 3 a WRITE into the grown
+ * part, 4 ftruncate again and a READ across the end.
+ */
+static void truncate_steps(struct __test_metadata *_metadata,
+			   FIXTURE_DATA(file) *self,
+			   const FIXTURE_VARIANT(file) *variant, int last)
 {
-	struct stream in = { 0 }, out = { 0 };
-	struct t_rc_pair ep[2];
-	uint8_t *m = NULL, *want;
-	struct ibv_mr *mr = NULL;
-	pthread_t ti, to;
-	int fd, s, nep = 0;
+	struct stream *in = &self->in, *out = &self->out;
+	uint8_t *local = self->local, *m, *want;
+	struct ibv_mr *mr;
 	long before;
+	int s, err;
 
-	memset(r, 0, 5 * sizeof(*r));
-	fd = memfd_create("odp_file-truncate", 0);
-	want = malloc(FL);
-	if (fd < 0 || !want || ftruncate(fd, FL))
-		goto out;
-	m = map_shared(fd, FL);
-	if (!m)
-		goto out;
+	self->fd = memfd_create("odp_file-truncate", 0);
+	err = errno;
+	ASSERT_LE(0, self->fd) {
+		TH_LOG("memfd_create: %s", strerror(err));
+	}
+	want = self->want = malloc(FL);
+	ASSERT_NE(NULL, want);
+	ASSERT_EQ(0, ftruncate(self->fd, FL));
+	m = self->m = map_shared(self->fd, FL);
+	ASSERT_NE(NULL, m);
 	t_fill(m, FL, 20);
 	memcpy(want, m, FL);
-	mr = t_reg_mr(&dev, m, FL, T_ACCESS_ALL);
-	if (!mr)
-		goto out;
-	for (nep = 0; nep < 2; nep++)
-		if (t_rc_pair_create(&dev, &ep[nep], NULL))
-			goto out_ep;
-	in.m = out.m = m;
-	in.mr = out.mr = mr;
-	in.off = BELOW;
-	out.off = BEYOND;
+	mr = self->mr = t_reg_mr(&self->dev, m, FL, T_ACCESS_ALL);
+	ASSERT_NE(NULL, mr);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &self->ep[0], NULL));
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &self->ep[1], NULL));
+	in->m = out->m = m;
+	in->mr = out->mr = mr;
+	in->lmr = out->lmr = self->lmr;
+	in->off = BELOW;
+	out->off = BEYOND;
 	/*
 	 * 64-packet READs: the truncation may cut one after its first
 	 * response packets (it must still complete, with an error).
 	 */
-	in.rlen = out.rlen = SL;
-	in.src = local;
-	in.dst = local + SL;
-	out.src = local + 2 * SL;
-	out.dst = local + 3 * SL;
-	if (t_rc_pair_create(&dev, &in.p, NULL))
-		goto out_ep;
-	if (t_rc_pair_create(&dev, &out.p, NULL)) {
-		t_rc_pair_destroy(&in.p);
-		goto out_ep;
+	in->rlen = out->rlen = SL;
+	in->src = local;
+	in->dst = local + SL;
+	out->src = local + 2 * SL;
+	out->dst = local + 3 * SL;
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &in->p, NULL));
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &out->p, NULL));
+	ASSERT_EQ(0, pthread_create(&in->thread, NULL, stream_fn, in));
+	in->running = true;
+	ASSERT_EQ(0, pthread_create(&out->thread, NULL, stream_fn, out));
+	out->running = true;
+	wait_loops(in, 3, 300);
+	wait_loops(out, 3, 300);
+	before = out->loops;
+	s = ftruncate(self->fd, EOF2);
+	err = errno;
+	ASSERT_EQ(0, s) {
+		TH_LOG("ftruncate(%lu): %s", EOF2, strerror(err));
 	}
-	if (pthread_create(&ti, NULL, stream_fn, &in))
-		goto out_p;
-	if (pthread_create(&to, NULL, stream_fn, &out)) {
-		__atomic_store_n(&in.stop, 1, __ATOMIC_RELEASE);
-		pthread_join(ti, NULL);
-		goto out_p;
-	}
-	wait_loops(&in, 3, 300);
-	wait_loops(&out, 3, 300);
-	before = out.loops;
-	if (ftruncate(fd, EOF2))
-		t_diag("ftruncate(%lu): %s", EOF2, strerror(errno));
-	wait_loops(&in, 5, 300);
-	wait_loops(&out, 5, 60);
-	__atomic_store_n(&in.stop, 1, __ATOMIC_RELEASE);
-	__atomic_store_n(&out.stop, 1, __ATOMIC_RELEASE);
-	pthread_join(ti, NULL);
-	pthread_join(to, NULL);
+	wait_loops(in, 5, 300);
+	wait_loops(out, 5, 60);
+	stream_end(in);
+	stream_end(out);
 	t_diag("below the end: %ld loops, ended with %s; beyond it: %ld loops (%ld before the ftruncate), ended with %s",
-	       in.loops, t_wc_status_str(in.status), out.loops, before,
-	       t_wc_status_str(out.status));
-	r[0] = !in.bad && !out.bad && in.status == IBV_WC_SUCCESS &&
-	       before >= 3 && in.loops >= 8;
-	if (t_odp)
-		r[0] = r[0] && out.status == IBV_WC_REM_ACCESS_ERR;
-	else
-		r[0] = r[0] && out.status == IBV_WC_SUCCESS && out.loops > before;
+	       in->loops, t_wc_status_str(in->status), out->loops, before,
+	       t_wc_status_str(out->status));
+	EXPECT_FALSE(in->bad);
+	EXPECT_FALSE(out->bad);
+	EXPECT_WC(IBV_WC_SUCCESS, in->status);
+	EXPECT_LE(3, before);
+	EXPECT_LE(8, in->loops);
+	if (variant->odp) {
+		EXPECT_WC(IBV_WC_REM_ACCESS_ERR, out->status);
+	} else {
+		EXPECT_WC(IBV_WC_SUCCESS, out->status);
+		EXPECT_LT(before, out->loops);
+	}
 
 	/* The file: the last WRITE below, the rest of the first MiB as filled. */
-	t_fill(local, SL, in.seed * 10 + BELOW);
+	t_fill(local, SL, in->seed * 10 + BELOW);
 	memcpy(want + BELOW, local, SL);
-	r[0] = r[0] && lseek(fd, 0, SEEK_END) == EOF2 &&
-	       file_is(fd, want, EOF2, "pread of what is left");
+	EXPECT_EQ((off_t)EOF2, lseek(self->fd, 0, SEEK_END));
+	expect_file(_metadata, self, want, EOF2, "pread of what is left");
+	if (last == 0)
+		return;
 
 	/* A READ beyond the end of file, a WRITE beyond it. */
 	memset(local, 0x5a, 2 * T_PAGE);
-	s = dev_op_on(&ep[0], IBV_WR_RDMA_READ, local, m + EOF2, 2 * T_PAGE, mr);
+	s = dev_op_on(&self->ep[0], self->lmr, IBV_WR_RDMA_READ, local,
+		      m + EOF2, 2 * T_PAGE, mr);
 	t_diag("READ beyond the end of file: %s", t_wc_status_str(s));
-	if (t_odp)
-		r[1] = s == IBV_WC_REM_ACCESS_ERR &&
-		       t_check_byte(local, 0x5a, 2 * T_PAGE,
-				    "local buffer after the failed READ");
-	else
-		r[1] = s == IBV_WC_SUCCESS;
+	if (variant->odp) {
+		EXPECT_WC(IBV_WC_REM_ACCESS_ERR, s);
+		EXPECT_FILLED(local, 0x5a, 2 * T_PAGE,
+			      "local buffer after the failed READ");
+	} else {
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+	}
 	t_fill(local, 3 * T_PAGE, 21);
-	s = dev_op_on(&ep[1], IBV_WR_RDMA_WRITE, local, m + EOF2 + T_PAGE,
-		      3 * T_PAGE, mr);
+	s = dev_op_on(&self->ep[1], self->lmr, IBV_WR_RDMA_WRITE, local,
+		      m + EOF2 + T_PAGE, 3 * T_PAGE, mr);
 	t_diag("WRITE beyond the end of file: %s", t_wc_status_str(s));
-	if (t_odp)
-		r[1] = r[1] && s == IBV_WC_REM_ACCESS_ERR &&
-		       lseek(fd, 0, SEEK_END) == EOF2;
-	else
-		r[1] = r[1] && s == IBV_WC_SUCCESS &&
-		       lseek(fd, 0, SEEK_END) == EOF2;
+	EXPECT_WC(variant->odp ? IBV_WC_REM_ACCESS_ERR : IBV_WC_SUCCESS, s);
+	EXPECT_EQ((off_t)EOF2, lseek(self->fd, 0, SEEK_END));
+	if (last == 1)
+		return;
 
 	/* The file grows again: zeros beyond the old end, for everyone. */
-	if (ftruncate(fd, FL))
-		t_diag("ftruncate(%lu): %s", FL, strerror(errno));
+	s = ftruncate(self->fd, FL);
+	err = errno;
+	ASSERT_EQ(0, s) {
+		TH_LOG("ftruncate(%lu): %s", FL, strerror(err));
+	}
 	memset(want + EOF2, 0, FL - EOF2);
 	memset(local, 0x5a, FL);
-	s = dev_op(IBV_WR_RDMA_READ, local, m, FL, mr);
-	r[2] = !s && file_is(fd, want, FL, "pread after the file grew") &&
-	       t_check(m, want, FL, "CPU after the file grew");
-	if (t_odp) {
-		r[2] = r[2] && t_check(local, m, FL,
-				       "READ against the CPU after the file grew");
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_READ, local, m, FL, mr));
+	expect_file(_metadata, self, want, FL, "pread after the file grew");
+	EXPECT_BYTES(m, want, FL, "CPU after the file grew");
+	if (variant->odp) {
+		EXPECT_BYTES(local, m, FL,
+			     "READ against the CPU after the file grew");
 	} else {
 		/* the device still has the old pages beyond the old end */
 		ssize_t d = t_cmp(local + EOF2, want + EOF2, FL - EOF2);
 
 		t_diag("pinned: the device %s beyond the old end of file",
 		       d >= 0 ? "reads stale data" : "reads zeros");
-		r[2] = r[2] && d >= 0 && t_check(local, want, EOF2,
-						 "pinned: READ inside the file");
+		EXPECT_LE(0, d);
+		EXPECT_BYTES(local, want, EOF2, "pinned: READ inside the file");
 	}
+	if (last == 2)
+		return;
 
 	/* A WRITE beyond the old end lands in the file. */
 	t_fill(local, 5 * T_PAGE + 3, 22);
-	s = dev_op(IBV_WR_RDMA_WRITE, local, m + 3 * T_MIB - 1, 5 * T_PAGE + 3,
-		   mr);
-	if (t_odp) {
+	EXPECT_WC(IBV_WC_SUCCESS,
+		  dev_op(self, IBV_WR_RDMA_WRITE, local, m + 3 * T_MIB - 1,
+			 5 * T_PAGE + 3, mr));
+	if (variant->odp) {
 		memcpy(want + 3 * T_MIB - 1, local, 5 * T_PAGE + 3);
-		r[3] = !s && file_is(fd, want, FL, "pread after a WRITE into the grown file") &&
-		       t_check(m, want, FL, "CPU after a WRITE into the grown file");
+		expect_file(_metadata, self, want, FL,
+			    "pread after a WRITE into the grown file");
+		EXPECT_BYTES(m, want, FL,
+			     "CPU after a WRITE into the grown file");
 	} else {
-		r[3] = !s && file_is(fd, want, FL,
-				     "pinned: pread after a WRITE into the grown file (unchanged)");
+		expect_file(_metadata, self, want, FL,
+			    "pinned: pread after a WRITE into the grown file (unchanged)");
 	}
+	if (last == 3)
+		return;
 
 	/*
 	 * A READ across the end of file: the first response packet goes out,
@@ -384,92 +547,77 @@ static void truncate_case(bool r[5])
 	 * NAK in the middle of an RDMA READ response" it never completed: the
 	 * requester dropped the responder's NAK as stale and retried forever.
 	 */
-	if (ftruncate(fd, EOF2))
-		t_diag("ftruncate(%lu): %s", EOF2, strerror(errno));
-	{
-		struct t_rc_pair xp;
-
-		memset(local, 0x5a, 2 * T_PAGE);
-		s = t_rc_pair_create(&dev, &xp, NULL) ? -1 :
-		    dev_op_on(&xp, IBV_WR_RDMA_READ, local, m + EOF2 - T_PAGE,
-			      2 * T_PAGE, mr);
-		t_diag("READ across the end of file: %s", t_wc_status_str(s));
-		if (t_odp)
-			r[4] = s == IBV_WC_REM_ACCESS_ERR;
-		else
-			r[4] = s == IBV_WC_SUCCESS &&
-			       t_check(local, want + EOF2 - T_PAGE, T_PAGE,
-				       "pinned: READ across the end, inside");
-		t_rc_pair_destroy(&xp);
+	s = ftruncate(self->fd, EOF2);
+	err = errno;
+	ASSERT_EQ(0, s) {
+		TH_LOG("ftruncate(%lu): %s", EOF2, strerror(err));
 	}
-out_p:
-	t_rc_pair_destroy(&in.p);
-	t_rc_pair_destroy(&out.p);
-out_ep:
-	while (nep > 0)
-		t_rc_pair_destroy(&ep[--nep]);
-out:
-	t_dereg_mr(mr);
-	if (m)
-		munmap(m, FL);
-	if (fd >= 0)
-		close(fd);
-	free(want);
-}
-
-int main(int argc, char **argv)
-{
-	char path[64];
-	bool r[5];
-	int fd;
-
-	t_init(argc, argv, "ODP MRs over shared file mappings: memfd, tmpfs, truncation");
-	t_plan(11);
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
-	local = t_mmap(4 * FL);
-	if (!local)
-		t_bail("out of memory");
-	lmr = t_reg_mr(&dev, local, 4 * FL, T_ACCESS_ALL);
-	if (!lmr)
-		t_bail("cannot register %s MRs", t_mode());
-
-	fd = memfd_create("odp_file", 0);
-	if (fd < 0)
-		t_diag("memfd_create: %s", strerror(errno));
-	file_case(fd, NULL, r);
-	if (fd >= 0)
-		close(fd);
-	t_result(r[0], "memfd: RDMA WRITEs into cold pages land in the file (pread), READ returns them");
-	t_result(r[1], "memfd: RDMA READ returns what pwrite and another mapping wrote");
-	t_result(r[2], "memfd: the data survives msync, munmap and a new mapping, an MR there reads and writes it");
-
-	snprintf(path, sizeof(path), "/dev/shm/odp_file.%d", (int)getpid());
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0)
-		t_diag("open(%s): %s", path, strerror(errno));
-	file_case(fd, path, r);
-	unlink(path);
-	t_result(r[0], "tmpfs file: RDMA WRITEs into cold pages land in the file (pread), READ returns them");
-	t_result(r[1], "tmpfs file: RDMA READ returns what pwrite and another mapping wrote");
-	t_result(r[2], "tmpfs file: the data survives msync, munmap, close, open and a new mapping");
-
-	truncate_case(r);
-	if (t_odp) {
-		t_result(r[0], "ftruncate under traffic: the stream below the new end never fails, the one beyond it ends with IBV_WC_REM_ACCESS_ERR");
-		t_result(r[1], "after ftruncate, a READ and a WRITE beyond the end: IBV_WC_REM_ACCESS_ERR, nothing changed");
-		t_result(r[2], "after the file grows again, RDMA READ returns zeros beyond the old end, as the CPU and pread");
-		t_result(r[3], "a WRITE into the grown part lands in the file");
-		t_result(r[4], "after ftruncate, a READ across the end (one packet inside): IBV_WC_REM_ACCESS_ERR");
+	memset(local, 0x5a, 2 * T_PAGE);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &self->xp, NULL));
+	s = dev_op_on(&self->xp, self->lmr, IBV_WR_RDMA_READ, local,
+		      m + EOF2 - T_PAGE, 2 * T_PAGE, mr);
+	t_diag("READ across the end of file: %s", t_wc_status_str(s));
+	if (variant->odp) {
+		EXPECT_WC(IBV_WC_REM_ACCESS_ERR, s);
 	} else {
-		t_result(r[0], "pinned contrast: ftruncate under traffic: the stream beyond the new end never fails");
-		t_result(r[1], "pinned contrast: after ftruncate, a READ and a WRITE beyond the end succeed");
-		t_result(r[2], "pinned contrast: after the file grows again the device reads stale data beyond the old end, the CPU zeros");
-		t_result(r[3], "pinned contrast: a WRITE into the grown part never reaches the file");
-		t_result(r[4], "pinned contrast: after ftruncate, a READ across the end succeeds");
+		EXPECT_WC(IBV_WC_SUCCESS, s);
+		EXPECT_BYTES(local, want + EOF2 - T_PAGE, T_PAGE,
+			     "pinned: READ across the end, inside");
 	}
-
-	t_dereg_mr(lmr);
-	t_dev_close(&dev);
-	return t_finish();
 }
+
+/*
+ * odp: ftruncate under traffic: the stream below the new end never
+ * fails, the one beyond it ends with IBV_WC_REM_ACCESS_ERR
+ * pinned: pinned contrast: ftruncate under traffic: the stream beyond
+ * the new end never fails
+ */
+TEST_F(file, ftruncate_under_traffic)
+{
+	truncate_steps(_metadata, self, variant, 0);
+}
+
+/*
+ * odp: after ftruncate, a READ and a WRITE beyond the end:
+ * IBV_WC_REM_ACCESS_ERR, nothing changed
+ * pinned: pinned contrast: after ftruncate, a READ and a WRITE beyond the
+ * end succeed
+ */
+TEST_F(file, access_beyond_end)
+{
+	truncate_steps(_metadata, self, variant, 1);
+}
+
+/*
+ * odp: after the file grows again, RDMA READ returns zeros beyond the old
+ * end, as the CPU and pread
+ * pinned: pinned contrast: after the file grows again the device reads
+ * stale data beyond the old end, the CPU zeros
+ */
+TEST_F(file, grown_file_read)
+{
+	truncate_steps(_metadata, self, variant, 2);
+}
+
+/*
+ * odp: a WRITE into the grown part lands in the file
+ * pinned: pinned contrast: a WRITE into the grown part never reaches the
+ * file
+ */
+TEST_F(file, grown_file_write)
+{
+	truncate_steps(_metadata, self, variant, 3);
+}
+
+/*
+ * odp: after ftruncate, a READ across the end (one packet inside):
+ * IBV_WC_REM_ACCESS_ERR
+ * pinned: pinned contrast: after ftruncate, a READ across the end
+ * succeeds
+ */
+TEST_F(file, read_across_end)
+{
+	truncate_steps(_metadata, self, variant, 4);
+}
+
+ODP_HARNESS_MAIN("ODP MRs over shared file mappings: memfd, tmpfs, truncation")

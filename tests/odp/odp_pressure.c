@@ -35,6 +35,12 @@
  * checked.  NUMA balancing is off meanwhile: its hinting scans invalidate
  * the range whatever reclaim does.
  *
+ * Each test runs in a memory cgroup of its own, with NUMA balancing off,
+ * and leaves it in teardown (checked there too).  The three runs are the
+ * tests of their data; the residency, fault and comparison tests after
+ * them judge the outcomes those tests left (in memory shared by the
+ * tests' processes), and fail if that run did not complete.
+ *
  * Pinned MRs (--pinned) skip: a pinned working set larger than memory.max
  * cannot be reclaimed at all.
  */
@@ -49,7 +55,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
-#include "odptest.h"
+#include "odpharness.h"
 
 #define BUF_LEN		(128 * T_MIB)
 #define HOT_LEN		(48 * T_MIB)
@@ -81,13 +87,16 @@
  * (ODP_TEST_TIMEOUT, as tests/guest/20-odp-verbs.sh has it: 240 s).
  */
 #define MGLRU_BEFORE	0.6
+/*
+ * The time limit of a test that runs the loop: a run takes up to 70 s
+ * under TCG on a loaded host (a warm-up pass of 8 s, the fill and tail,
+ * the CPU's check).
+ */
+#define RUN_TIMEOUT_S	210
 
 #define CGROOT		"/sys/fs/cgroup"
 #define LRU_GEN		"/sys/kernel/mm/lru_gen/enabled"
 #define NUMA_BALANCING	"/proc/sys/kernel/numa_balancing"
-
-static struct t_dev dev;
-static char cgdir[128];
 
 struct stream {
 	struct t_rc_pair pair;
@@ -95,10 +104,61 @@ struct stream {
 	struct ibv_mr *mr, *lmr;
 	uint32_t gen[NCHUNKS];
 	pthread_t thread;
+	bool running;		/* the thread is to be joined */
 	volatile bool stop;
 	bool data_ok;
 	long bytes, passes;
 };
+
+struct outcome {
+	bool done;		/* the run and its checks completed */
+	char slow[96];		/* why only the data is judged, or "" */
+	double pass_s;
+	double hot_resident, cold_resident, mbps;
+	long hot_faults, tail_faults, pswpin, reclaims;
+};
+
+enum { AGING_ON, AGING_OFF, MGLRU, NR_RUNS };
+
+/*
+ * What the tests leave for the ones after them: when the program started
+ * (the MGLRU run's time budget) and the runs' outcomes.  Each test runs
+ * in a process of its own: this is shared memory, mapped before the
+ * harness forks the first.
+ */
+struct shared {
+	double started;
+	struct outcome run[NR_RUNS];
+};
+
+static struct shared *shared;
+
+static void __attribute__((constructor)) shared_map(void)
+{
+	shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	shared->started = t_now();
+}
+
+/*
+ * The device, the knobs the test changes (and their values before), its
+ * memory cgroup and the loop's stream.  Teardown puts back whatever the
+ * test changed.
+ */
+FIXTURE(pressure) {
+	struct t_dev dev;
+	int aging;		/* odp_aging before the test */
+	long numa_balancing;	/* before the test */
+	bool numa_off, lru_gen_on, in_cgroup;
+	char cgdir[128];
+	struct stream *s;
+};
+
+ODP_VARIANTS(pressure);
 
 static uint64_t chunk_seed(size_t c, uint32_t gen)
 {
@@ -151,6 +211,24 @@ static void *stream_thread(void *arg)
 	return NULL;
 }
 
+static void stream_free(struct stream *s)
+{
+	if (!s)
+		return;
+	if (s->running) {
+		s->stop = true;
+		pthread_join(s->thread, NULL);
+		s->running = false;
+	}
+	t_rc_pair_destroy(&s->pair);
+	t_dereg_mr(s->lmr);
+	t_dereg_mr(s->mr);
+	t_munmap(s->buf, BUF_LEN);
+	t_munmap(s->local, CHUNK);
+	free(s->exp);
+	free(s);
+}
+
 static bool write_file(const char *path, const char *val)
 {
 	int fd = open(path, O_WRONLY);
@@ -165,16 +243,16 @@ static bool write_file(const char *path, const char *val)
 	return n == (ssize_t)strlen(val);
 }
 
-static bool cgroup_set_max(const char *val)
+static bool cgroup_set_max(FIXTURE_DATA(pressure) *self, const char *val)
 {
 	char path[192];
 
-	snprintf(path, sizeof(path), "%s/memory.max", cgdir);
+	snprintf(path, sizeof(path), "%s/memory.max", self->cgdir);
 	return write_file(path, val);
 }
 
 /* A memory cgroup of our own, with the caller in it. */
-static bool cgroup_enter(void)
+static bool cgroup_enter(FIXTURE_DATA(pressure) *self)
 {
 	char path[192], val[32];
 
@@ -185,28 +263,84 @@ static bool cgroup_enter(void)
 	}
 	if (!write_file(CGROOT "/cgroup.subtree_control", "+memory"))
 		return false;
-	snprintf(cgdir, sizeof(cgdir), CGROOT "/odp_pressure.%d", getpid());
-	if (mkdir(cgdir, 0755)) {
-		t_diag("mkdir %s: %s", cgdir, strerror(errno));
+	snprintf(self->cgdir, sizeof(self->cgdir), CGROOT "/odp_pressure.%d",
+		 getpid());
+	if (mkdir(self->cgdir, 0755)) {
+		t_diag("mkdir %s: %s", self->cgdir, strerror(errno));
 		return false;
 	}
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cgdir);
+	self->in_cgroup = true;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", self->cgdir);
 	snprintf(val, sizeof(val), "%d", getpid());
 	return write_file(path, val);
 }
 
-static bool cgroup_leave(void)
+static bool cgroup_leave(FIXTURE_DATA(pressure) *self)
 {
 	char val[32];
 
+	self->in_cgroup = false;
 	snprintf(val, sizeof(val), "%d", getpid());
 	if (!write_file(CGROOT "/cgroup.procs", val))
 		return false;
-	if (rmdir(cgdir)) {
-		t_diag("rmdir %s: %s", cgdir, strerror(errno));
+	if (rmdir(self->cgdir)) {
+		t_diag("rmdir %s: %s", self->cgdir, strerror(errno));
 		return false;
 	}
 	return true;
+}
+
+FIXTURE_SETUP(pressure)
+{
+	t_variant();
+	self->aging = -1;
+	/* the tests skip */
+	if (!variant->odp)
+		return;
+	ASSERT_EQ(0, t_dev_open(&self->dev));
+	self->aging = t_odp_aging();
+	ASSERT_LE(0, self->aging) {
+		TH_LOG("rdma_rxe has no odp_aging parameter");
+	}
+	t_diag("SwapTotal %ld kB, SwapFree %ld kB", t_meminfo_kb("SwapTotal"),
+	       t_meminfo_kb("SwapFree"));
+	ASSERT_LE((long)(BUF_LEN / 1024), t_meminfo_kb("SwapFree")) {
+		TH_LOG("needs %lu kB of free swap", BUF_LEN / 1024);
+	}
+	ASSERT_TRUE(cgroup_enter(self)) {
+		TH_LOG("cannot set up a memory cgroup");
+	}
+	/*
+	 * NUMA balancing's hinting scans invalidate the whole range every
+	 * scan period, whatever reclaim does: it would hide what this
+	 * measures (the bench's numabal step measures it).
+	 */
+	self->numa_balancing = t_knob_get(NUMA_BALANCING);
+	if (self->numa_balancing > 0) {
+		ASSERT_TRUE(t_knob_set(NUMA_BALANCING, 0)) {
+			TH_LOG("cannot turn NUMA balancing off");
+		}
+		self->numa_off = true;
+	}
+}
+
+FIXTURE_TEARDOWN(pressure)
+{
+	stream_free(self->s);
+	self->s = NULL;
+	if (self->lru_gen_on)
+		write_file(LRU_GEN, "n");
+	if (self->in_cgroup) {
+		/* and the cgroup goes, with the memory the test used */
+		EXPECT_TRUE(cgroup_leave(self)) {
+			TH_LOG("the process does not leave its memory cgroup");
+		}
+	}
+	if (self->aging >= 0)
+		t_odp_aging_set(self->aging);
+	if (self->numa_off)
+		t_knob_set(NUMA_BALANCING, self->numa_balancing);
+	t_dev_close(&self->dev);
 }
 
 static long count_state(const uint8_t *p, size_t len, char c)
@@ -222,86 +356,87 @@ static long count_state(const uint8_t *p, size_t len, char c)
 	return n;
 }
 
-struct outcome {
-	bool setup, data;
-	const char *slow;	/* why only the data is judged, or NULL */
-	double pass_s;
-	double hot_resident, cold_resident, mbps;
-	long hot_faults, tail_faults, pswpin, reclaims;
-};
-
 /*
  * Fill the hot part, register the buffer, let the device map the hot part
  * (warm-up); then, with the stream going, the CPU fills the cold part a
  * chunk every FILL_MS, past memory.max, and memory.reclaim is asked for
  * RECLAIM every RECLAIM_MS, until TAIL_S after the fill.  The hot part is
  * the oldest of the LRU and only the device touches it: without aging,
- * reclaim takes it first.
+ * reclaim takes it first.  The data is checked here; the outcome is left
+ * in shared->run[@which] for the tests after this one.
  */
-static void run(const char *label, struct outcome *o)
+static void run(struct __test_metadata *_metadata,
+		FIXTURE_DATA(pressure) *self, int which, const char *label)
 {
+	struct outcome *o = &shared->run[which];
 	struct stream *s;
 	char path[192], max[32];
 	long faults0, filled, end, pswpin0, yq0, yf0, fill_ms;
 	long hot_pages = HOT_LEN / T_PAGE;
+	const char *slow = NULL;
 	double t0, t1, next, fill_end;
 	size_t c, cold_end;
 
 	memset(o, 0, sizeof(*o));
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		t_bail("out of memory");
+	s = self->s = calloc(1, sizeof(*s));
+	ASSERT_NE(NULL, s);
 	snprintf(max, sizeof(max), "%lu", MEM_MAX);
-	if (!cgroup_set_max(max))
-		t_bail("cannot set memory.max");
+	ASSERT_TRUE(cgroup_set_max(self, max)) {
+		TH_LOG("cannot set memory.max");
+	}
 	s->buf = t_mmap(BUF_LEN);
+	ASSERT_NE(NULL, s->buf);
 	s->local = t_mmap(CHUNK);
+	ASSERT_NE(NULL, s->local);
 	s->exp = malloc(CHUNK);
-	if (!s->buf || !s->local || !s->exp)
-		t_bail("out of memory");
+	ASSERT_NE(NULL, s->exp);
 	madvise(s->buf, BUF_LEN, MADV_NOHUGEPAGE);
 	for (c = 0; c < NHOT; c++)
 		t_fill(s->buf + c * CHUNK, CHUNK, chunk_seed(c, 0));
-	s->mr = t_reg_mr(&dev, s->buf, BUF_LEN, T_ACCESS_ALL);
-	s->lmr = t_reg_mr_mode(&dev, s->local, CHUNK, T_ACCESS_ALL, false);
-	if (!s->mr || !s->lmr || t_rc_pair_create(&dev, &s->pair, NULL))
-		goto out;
+	s->mr = t_reg_mr(&self->dev, s->buf, BUF_LEN, T_ACCESS_ALL);
+	ASSERT_NE(NULL, s->mr);
+	s->lmr = t_reg_mr_mode(&self->dev, s->local, CHUNK, T_ACCESS_ALL,
+			       false);
+	ASSERT_NE(NULL, s->lmr);
+	ASSERT_EQ(0, t_rc_pair_create(&self->dev, &s->pair, NULL));
 	t0 = t_now();
 	s->data_ok = stream_pass(s);	/* warm-up: the device maps the hot part */
-	if (!s->data_ok)
-		goto out_pair;
-	o->setup = true;
+	ASSERT_TRUE(s->data_ok) {
+		TH_LOG("%s: the warm-up pass", label);
+	}
 	o->pass_s = t_now() - t0;
 	if (o->pass_s > SLOW_PASS_S)
-		o->slow = "the device takes longer than 8 s a pass";
+		slow = "the device takes longer than 8 s a pass";
 	fill_ms = o->pass_s * 1000 * FILL_PASSES / (NCHUNKS - NHOT);
 	fill_ms = fill_ms < FILL_MS ? FILL_MS : fill_ms;
 	if (fill_ms * (NCHUNKS - NHOT) > (RUN_BUDGET_S - TAIL_S) * 1000) {
-		if (!o->slow)
-			o->slow = "the device is too slow for this pressure";
+		if (!slow)
+			slow = "the device is too slow for this pressure";
 		fill_ms = (RUN_BUDGET_S - TAIL_S) * 1000 / (NCHUNKS - NHOT);
 	}
 	t_diag("%s: a pass over the hot part takes %.1f s: the cold part gets a chunk every %ld ms%s%s",
-	       label, o->pass_s, fill_ms, o->slow ? "; capped: " : "",
-	       o->slow ? o->slow : "");
+	       label, o->pass_s, fill_ms, slow ? "; capped: " : "",
+	       slow ? slow : "");
 
-	snprintf(path, sizeof(path), "%s/memory.reclaim", cgdir);
-	faults0 = t_hw_counter(&dev, "odp_page_faults");
-	yq0 = t_hw_counter(&dev, "odp_young_queries");
-	yf0 = t_hw_counter(&dev, "odp_young_found");
+	snprintf(path, sizeof(path), "%s/memory.reclaim", self->cgdir);
+	faults0 = t_hw_counter(&self->dev, "odp_page_faults");
+	yq0 = t_hw_counter(&self->dev, "odp_young_queries");
+	yf0 = t_hw_counter(&self->dev, "odp_young_found");
 	pswpin0 = t_vmstat("pswpin");
 	s->bytes = 0;
-	if (pthread_create(&s->thread, NULL, stream_thread, s))
-		t_bail("pthread_create failed");
+	ASSERT_EQ(0, pthread_create(&s->thread, NULL, stream_thread, s)) {
+		TH_LOG("pthread_create failed");
+	}
+	s->running = true;
 	t0 = t_now();
 	next = t0 + RECLAIM_MS / 1000.0;
 	fill_end = t0 + RUN_BUDGET_S - TAIL_S;
 	for (c = NHOT; c < NCHUNKS && s->data_ok; c++) {
 		if (t_now() > fill_end) {
-			o->slow = "the host is too loaded to fill the cold part in time";
+			slow = "the host is too loaded to fill the cold part in time";
 			t_diag("%s: %zu of %lu cold chunks filled in %.0f s: %s",
 			       label, c - NHOT, NCHUNKS - NHOT,
-			       RUN_BUDGET_S - TAIL_S, o->slow);
+			       RUN_BUDGET_S - TAIL_S, slow);
 			break;
 		}
 		t_fill(s->buf + c * CHUNK, CHUNK, chunk_seed(c, 0));
@@ -314,14 +449,14 @@ static void run(const char *label, struct outcome *o)
 		}
 	}
 	cold_end = c;
-	filled = t_hw_counter(&dev, "odp_page_faults");
+	filled = t_hw_counter(&self->dev, "odp_page_faults");
 	t_diag("%s: cold part filled after %.1f s: %ld hot pages faulted so far, %ld of %ld hot and %ld of %lu cold pages resident",
 	       label, t_now() - t0, filled - faults0,
 	       count_state(s->buf, HOT_LEN, 'P'),
 	       hot_pages, count_state(s->buf + HOT_LEN, BUF_LEN - HOT_LEN, 'P'),
 	       (BUF_LEN - HOT_LEN) / T_PAGE);
-	t1 = t_now() + (o->slow ? TAIL_S : TAIL_S > 3 * o->pass_s ?
-					TAIL_S : 3 * o->pass_s);
+	t1 = t_now() + (slow ? TAIL_S : TAIL_S > 3 * o->pass_s ?
+				TAIL_S : 3 * o->pass_s);
 	while (t_now() < t1 && s->data_ok) {
 		usleep(RECLAIM_MS * 1000);
 		write_file(path, RECLAIM);
@@ -329,8 +464,9 @@ static void run(const char *label, struct outcome *o)
 	}
 	s->stop = true;
 	pthread_join(s->thread, NULL);
+	s->running = false;
 	t1 = t_now();
-	end = t_hw_counter(&dev, "odp_page_faults");
+	end = t_hw_counter(&self->dev, "odp_page_faults");
 	o->tail_faults = end - filled;
 	o->hot_faults = end - faults0;
 	o->pswpin = t_vmstat("pswpin") - pswpin0;
@@ -342,114 +478,162 @@ static void run(const char *label, struct outcome *o)
 	t_diag("%s: %.1f s, %ld passes, %ld memory.reclaim of %s: hot %.1f%% resident, cold %.1f%%; %ld hot pages faulted, pswpin +%ld, %.2f MB/s; young queries +%ld, found +%ld",
 	       label, t1 - t0, s->passes, o->reclaims, RECLAIM,
 	       100 * o->hot_resident, 100 * o->cold_resident, o->hot_faults,
-	       o->pswpin, o->mbps, t_hw_counter(&dev, "odp_young_queries") - yq0,
-	       t_hw_counter(&dev, "odp_young_found") - yf0);
+	       o->pswpin, o->mbps,
+	       t_hw_counter(&self->dev, "odp_young_queries") - yq0,
+	       t_hw_counter(&self->dev, "odp_young_found") - yf0);
 
+	/* every chunk READ held what the last WRITE put there */
+	EXPECT_TRUE(s->data_ok) {
+		TH_LOG("%s: the stream found other data", label);
+	}
 	/* the CPU sees the last generation of every chunk it filled */
-	o->data = s->data_ok;
-	for (c = 0; c < cold_end && o->data; c++) {
+	for (c = 0; c < cold_end && s->data_ok; c++) {
 		char what[64];
 
 		t_fill(s->exp, CHUNK, chunk_seed(c, s->gen[c]));
 		snprintf(what, sizeof(what), "%s: CPU read of chunk %zu", label,
 			 c);
-		o->data = t_check(s->buf + c * CHUNK, s->exp, CHUNK, what);
+		EXPECT_BYTES(s->buf + c * CHUNK, s->exp, CHUNK, what);
+		if (!_metadata->passed)
+			break;
 	}
-out_pair:
-	t_rc_pair_destroy(&s->pair);
-out:
-	t_dereg_mr(s->lmr);
-	t_dereg_mr(s->mr);
-	t_munmap(s->buf, BUF_LEN);
-	t_munmap(s->local, CHUNK);
-	free(s->exp);
-	free(s);
+	if (slow)
+		snprintf(o->slow, sizeof(o->slow), "%s", slow);
+	o->done = true;
 }
 
-int main(int argc, char **argv)
+/*
+ * The outcome of run @which, which an earlier test ran; NULL (the test
+ * fails) if it did not complete.
+ */
+static const struct outcome *outcome(struct __test_metadata *_metadata,
+				     int which, const char *label)
 {
-	int aging;
-	long lru_gen, numa_balancing;
-	struct outcome on, off, mglru;
-	double started = t_now(), limit_s;
+	const struct outcome *o = &shared->run[which];
 
-	t_init(argc, argv, "reclaim under pressure spares what the device streams");
-	t_plan(t_odp ? 7 : 1);
-	if (!t_odp) {
-		t_skip("a pinned working set above memory.max cannot be reclaimed",
-		       "pinned: streaming under memory.max");
-		return t_finish();
+	EXPECT_TRUE(o->done) {
+		TH_LOG("the %s run did not complete", label);
 	}
-	if (t_dev_open(&dev))
-		t_bail("cannot open the RDMA device");
-	aging = t_odp_aging();
-	if (aging < 0)
-		t_bail("rdma_rxe has no odp_aging parameter");
-	t_diag("SwapTotal %ld kB, SwapFree %ld kB", t_meminfo_kb("SwapTotal"),
-	       t_meminfo_kb("SwapFree"));
-	if (t_meminfo_kb("SwapFree") < (long)(BUF_LEN / 1024))
-		t_bail("needs %lu kB of free swap", BUF_LEN / 1024);
-	if (!cgroup_enter())
-		t_bail("cannot set up a memory cgroup");
-	/*
-	 * NUMA balancing's hinting scans invalidate the whole range every
-	 * scan period, whatever reclaim does: it would hide what this
-	 * measures (the bench's numabal step measures it).
-	 */
-	numa_balancing = t_knob_get(NUMA_BALANCING);
-	if (numa_balancing > 0 && !t_knob_set(NUMA_BALANCING, 0))
-		t_bail("cannot turn NUMA balancing off");
+	return o->done ? o : NULL;
+}
 
-	if (!t_odp_aging_set(true))
-		t_bail("cannot set odp_aging");
-	run("odp_aging=1", &on);
-	t_result(on.setup && on.data,
-		 "odp_aging=1: every chunk streamed under memory.max holds the last data written");
-	if (on.slow) {
-		t_skip(on.slow, "odp_aging=1: 90%% of the hot pages stay resident");
-		t_skip(on.slow, "odp_aging=1: at most 2%% of the hot pages faulted");
-	} else {
-		t_result(on.setup && on.hot_resident >= 0.9,
-			 "odp_aging=1: at least 90%% of the hot pages stay resident under memory.reclaim");
-		t_result(on.setup && on.tail_faults <= (long)(HOT_LEN / T_PAGE / 50),
-			 "odp_aging=1: once the cold part is in, the device faults at most 2%% of the hot pages");
+#define PINNED_SKIP() do {						\
+	if (!variant->odp)						\
+		SKIP(return, "a pinned working set above memory.max cannot be reclaimed"); \
+} while (0)
+
+/*
+ * odp_aging=1: every chunk streamed under memory.max holds the last data
+ * written
+ */
+TEST_F_TIMEOUT(pressure, aging_on_data, RUN_TIMEOUT_S)
+{
+	PINNED_SKIP();
+	ASSERT_TRUE(t_odp_aging_set(true)) {
+		TH_LOG("cannot set odp_aging");
 	}
+	run(_metadata, self, AGING_ON, "odp_aging=1");
+}
 
-	if (!t_odp_aging_set(false))
-		t_bail("cannot clear odp_aging");
-	run("odp_aging=0", &off);
-	t_result(off.setup && off.data,
-		 "odp_aging=0: every chunk streamed under memory.max holds the last data written");
+/*
+ * odp_aging=1: at least 90% of the hot pages stay resident under
+ * memory.reclaim
+ */
+TEST_F(pressure, aging_on_hot_resident)
+{
+	const struct outcome *on;
+
+	PINNED_SKIP();
+	on = outcome(_metadata, AGING_ON, "odp_aging=1");
+	if (!on)
+		return;
+	if (on->slow[0])
+		SKIP(return, "%s", on->slow);
+	EXPECT_TRUE(on->hot_resident >= 0.9) {
+		TH_LOG("hot %.1f%% resident", 100 * on->hot_resident);
+	}
+}
+
+/*
+ * odp_aging=1: once the cold part is in, the device faults at most 2% of
+ * the hot pages
+ */
+TEST_F(pressure, aging_on_few_faults)
+{
+	const struct outcome *on;
+
+	PINNED_SKIP();
+	on = outcome(_metadata, AGING_ON, "odp_aging=1");
+	if (!on)
+		return;
+	if (on->slow[0])
+		SKIP(return, "%s", on->slow);
+	EXPECT_GE((long)(HOT_LEN / T_PAGE / 50), on->tail_faults);
+}
+
+/*
+ * odp_aging=0: every chunk streamed under memory.max holds the last data
+ * written
+ */
+TEST_F_TIMEOUT(pressure, aging_off_data, RUN_TIMEOUT_S)
+{
+	PINNED_SKIP();
+	ASSERT_TRUE(t_odp_aging_set(false)) {
+		TH_LOG("cannot clear odp_aging");
+	}
+	run(_metadata, self, AGING_OFF, "odp_aging=0");
+}
+
+/*
+ * odp_aging=1 faults at most a fifth of the hot pages odp_aging=0 faults
+ */
+TEST_F(pressure, aging_cuts_faults)
+{
+	const struct outcome *on, *off;
+
+	PINNED_SKIP();
+	on = outcome(_metadata, AGING_ON, "odp_aging=1");
+	off = outcome(_metadata, AGING_OFF, "odp_aging=0");
+	if (!on || !off)
+		return;
 	t_diag("odp_aging=0 against 1: hot resident %.1f%% / %.1f%%, hot faults %ld / %ld (%ld / %ld once the cold part is in), pswpin %ld / %ld, %.2f / %.2f MB/s",
-	       100 * off.hot_resident, 100 * on.hot_resident, off.hot_faults,
-	       on.hot_faults, off.tail_faults, on.tail_faults, off.pswpin,
-	       on.pswpin, off.mbps, on.mbps);
-	if (on.slow || off.slow)
-		t_skip(on.slow ? on.slow : off.slow, "odp_aging=1 faults a fifth of what odp_aging=0 faults");
-	else
-		t_result(on.setup && off.setup && on.hot_faults * 5 <= off.hot_faults,
-			 "odp_aging=1 faults at most a fifth of the hot pages odp_aging=0 faults");
-	t_odp_aging_set(true);
+	       100 * off->hot_resident, 100 * on->hot_resident, off->hot_faults,
+	       on->hot_faults, off->tail_faults, on->tail_faults, off->pswpin,
+	       on->pswpin, off->mbps, on->mbps);
+	if (on->slow[0] || off->slow[0])
+		SKIP(return, "%s", on->slow[0] ? on->slow : off->slow);
+	EXPECT_LE(on->hot_faults * 5, off->hot_faults);
+}
 
-	lru_gen = t_knob_get(LRU_GEN);
-	limit_s = getenv("ODP_TEST_TIMEOUT") ? atof(getenv("ODP_TEST_TIMEOUT")) : 0;
+/*
+ * MGLRU, odp_aging=1: every chunk streamed under memory.max holds the
+ * last data written
+ */
+TEST_F_TIMEOUT(pressure, mglru_data, RUN_TIMEOUT_S)
+{
+	double limit_s;
+
+	PINNED_SKIP();
+	limit_s = getenv("ODP_TEST_TIMEOUT") ?
+		  atof(getenv("ODP_TEST_TIMEOUT")) : 0;
 	if (limit_s <= 0)
 		limit_s = 240;
-	if (t_now() - started > MGLRU_BEFORE * limit_s) {
-		t_skip("the runs so far took too long for one more in the time limit",
-		       "MGLRU, odp_aging=1: streaming under memory.max");
-	} else if (lru_gen < 0 || !write_file(LRU_GEN, "y")) {
-		t_skip("no MGLRU", "MGLRU, odp_aging=1: streaming under memory.max");
-	} else {
-		run("MGLRU, odp_aging=1", &mglru);
-		t_result(mglru.setup && mglru.data,
-			 "MGLRU, odp_aging=1: every chunk streamed under memory.max holds the last data written");
-		write_file(LRU_GEN, "n");
+	if (t_now() - shared->started > MGLRU_BEFORE * limit_s)
+		SKIP(return, "the runs so far took too long for one more in the time limit");
+	if (t_knob_get(LRU_GEN) < 0 || !write_file(LRU_GEN, "y"))
+		SKIP(return, "no MGLRU");
+	self->lru_gen_on = true;
+	ASSERT_TRUE(t_odp_aging_set(true)) {
+		TH_LOG("cannot set odp_aging");
 	}
-	t_result(cgroup_leave(), "the process leaves its memory cgroup, which is removed");
-	t_odp_aging_set(aging);
-	if (numa_balancing > 0)
-		t_knob_set(NUMA_BALANCING, numa_balancing);
-	t_dev_close(&dev);
-	return t_finish();
+	run(_metadata, self, MGLRU, "MGLRU, odp_aging=1");
 }
+
+/* the process leaves its memory cgroup, which is removed */
+TEST_F(pressure, leaves_cgroup)
+{
+	PINNED_SKIP();
+	EXPECT_TRUE(cgroup_leave(self));
+}
+
+ODP_HARNESS_MAIN("reclaim under pressure spares what the device streams")
