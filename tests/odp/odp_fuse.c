@@ -41,6 +41,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -50,6 +51,13 @@
 #define CHUNK		(256 * T_KIB)
 #define WAIT_SECS	20	/* a hang after this long */
 #define HOLD_MS		1500	/* how long the daemon holds a read */
+/*
+ * A test's time limit: a failing run waits up to WAIT_SECS at each of
+ * about ten steps (setup, the case, teardown's reap and resource check),
+ * and a test the harness kills skips its teardown, which would leave the
+ * daemon's mount behind.
+ */
+#define FUSE_TIMEOUT_S	(12 * WAIT_SECS)
 
 enum how { DESTROY_QP, DEREG, KILLED, DAEMON_DIES };
 
@@ -143,6 +151,7 @@ static int daemon_start(FIXTURE_DATA(fuse) *self)
 {
 	char bin[PATH_MAX], *slash;
 	struct stat st;
+	pid_t parent;
 	double t0;
 	ssize_t n;
 
@@ -166,10 +175,17 @@ static int daemon_start(FIXTURE_DATA(fuse) *self)
 	snprintf(self->stall_path, sizeof(self->stall_path), "%s/stall",
 		 self->mnt);
 	fflush(stdout);
+	parent = getpid();
 	self->daemon_pid = fork();
 	if (self->daemon_pid < 0)
 		return -1;
 	if (!self->daemon_pid) {
+		/*
+		 * A daemon that outlives its test would keep the mount, and
+		 * the runner's pipe (its stdout), alive.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+			_exit(127);
 		execl(bin, bin, self->mnt, (char *)NULL);
 		_exit(127);
 	}
@@ -228,6 +244,8 @@ static pid_t reap(pid_t pid, int *status, double secs)
 FIXTURE_SETUP(fuse)
 {
 	t_variant();
+	/* a child that died early is a failed write, not the end of us */
+	signal(SIGPIPE, SIG_IGN);
 	self->daemon_pid = -1;
 	self->owner = -1;
 	self->fd = -1;
@@ -582,7 +600,7 @@ static void run(struct __test_metadata *_metadata, FIXTURE_DATA(fuse) *self,
  * RDMA READ of 2 MiB from an ODP MR over a FUSE file: every byte
  * (faults through the daemon while it answers)
  */
-TEST_F(fuse, read_through_daemon)
+TEST_F_TIMEOUT(fuse, read_through_daemon, FUSE_TIMEOUT_S)
 {
 	const uint64_t off = 3 * T_MIB + 123;
 	const size_t len = 2 * T_MIB;
@@ -619,7 +637,7 @@ TEST_F(fuse, read_through_daemon)
 	    "QPs destroyed while a fault blocks", (last))
 
 /* QPs destroyed while a fault blocks: the READ's page fault waits for the daemon */
-TEST_F(fuse, destroy_qp_fault_waits)
+TEST_F_TIMEOUT(fuse, destroy_qp_fault_waits, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DESTROY_QP(0);
@@ -629,7 +647,7 @@ TEST_F(fuse, destroy_qp_fault_waits)
  * QPs destroyed while a fault blocks: the kernel destroys the parked
  * responder's QP while the fault blocks
  */
-TEST_F(fuse, destroy_qp_while_fault_blocks)
+TEST_F_TIMEOUT(fuse, destroy_qp_while_fault_blocks, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DESTROY_QP(1);
@@ -639,21 +657,21 @@ TEST_F(fuse, destroy_qp_while_fault_blocks)
  * QPs destroyed while a fault blocks: ibv_destroy_qp() returns once the
  * daemon answers
  */
-TEST_F(fuse, destroy_qp_returns_on_answer)
+TEST_F_TIMEOUT(fuse, destroy_qp_returns_on_answer, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DESTROY_QP(2);
 }
 
 /* QPs destroyed while a fault blocks: then the MR deregisters */
-TEST_F(fuse, destroy_qp_then_dereg)
+TEST_F_TIMEOUT(fuse, destroy_qp_then_dereg, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DESTROY_QP(3);
 }
 
 /* QPs destroyed while a fault blocks: the owner ends cleanly */
-TEST_F(fuse, destroy_qp_owner_ends)
+TEST_F_TIMEOUT(fuse, destroy_qp_owner_ends, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DESTROY_QP(4);
@@ -663,7 +681,7 @@ TEST_F(fuse, destroy_qp_owner_ends)
  * QPs destroyed while a fault blocks: 'rdma resource show' back to what
  * it was
  */
-TEST_F(fuse, destroy_qp_resources_back)
+TEST_F_TIMEOUT(fuse, destroy_qp_resources_back, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DESTROY_QP(5);
@@ -676,14 +694,14 @@ TEST_F(fuse, destroy_qp_resources_back)
 	    "MR deregistered while a fault blocks", (last))
 
 /* MR deregistered while a fault blocks: the READ's page fault waits for the daemon */
-TEST_F(fuse, dereg_fault_waits)
+TEST_F_TIMEOUT(fuse, dereg_fault_waits, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DEREG(0);
 }
 
 /* MR deregistered while a fault blocks: deregistration waits for the fault */
-TEST_F(fuse, dereg_waits_for_fault)
+TEST_F_TIMEOUT(fuse, dereg_waits_for_fault, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DEREG(1);
@@ -693,21 +711,21 @@ TEST_F(fuse, dereg_waits_for_fault)
  * MR deregistered while a fault blocks: deregistration returns once the
  * daemon answers
  */
-TEST_F(fuse, dereg_returns_on_answer)
+TEST_F_TIMEOUT(fuse, dereg_returns_on_answer, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DEREG(2);
 }
 
 /* MR deregistered while a fault blocks: the READ completes */
-TEST_F(fuse, dereg_read_completes)
+TEST_F_TIMEOUT(fuse, dereg_read_completes, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DEREG(3);
 }
 
 /* MR deregistered while a fault blocks: the owner ends cleanly */
-TEST_F(fuse, dereg_owner_ends)
+TEST_F_TIMEOUT(fuse, dereg_owner_ends, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DEREG(4);
@@ -717,7 +735,7 @@ TEST_F(fuse, dereg_owner_ends)
  * MR deregistered while a fault blocks: 'rdma resource show' back to
  * what it was
  */
-TEST_F(fuse, dereg_resources_back)
+TEST_F_TIMEOUT(fuse, dereg_resources_back, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DEREG(5);
@@ -733,7 +751,7 @@ TEST_F(fuse, dereg_resources_back)
  * owner killed while its deregistration waits: the READ's page fault
  * waits for the daemon
  */
-TEST_F(fuse, killed_fault_waits)
+TEST_F_TIMEOUT(fuse, killed_fault_waits, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_KILLED(0);
@@ -743,7 +761,7 @@ TEST_F(fuse, killed_fault_waits)
  * owner killed while its deregistration waits: deregistration waits for
  * the fault
  */
-TEST_F(fuse, killed_dereg_waits_for_fault)
+TEST_F_TIMEOUT(fuse, killed_dereg_waits_for_fault, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_KILLED(1);
@@ -753,7 +771,7 @@ TEST_F(fuse, killed_dereg_waits_for_fault)
  * owner killed while its deregistration waits: the killed owner ends
  * while the fault still blocks
  */
-TEST_F(fuse, killed_owner_ends_while_blocked)
+TEST_F_TIMEOUT(fuse, killed_owner_ends_while_blocked, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_KILLED(2);
@@ -763,7 +781,7 @@ TEST_F(fuse, killed_owner_ends_while_blocked)
  * owner killed while its deregistration waits: the fault ends once the
  * daemon answers
  */
-TEST_F(fuse, killed_fault_ends_on_answer)
+TEST_F_TIMEOUT(fuse, killed_fault_ends_on_answer, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_KILLED(3);
@@ -773,7 +791,7 @@ TEST_F(fuse, killed_fault_ends_on_answer)
  * owner killed while its deregistration waits: 'rdma resource show' back
  * to what it was
  */
-TEST_F(fuse, killed_resources_back)
+TEST_F_TIMEOUT(fuse, killed_resources_back, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_KILLED(4);
@@ -789,7 +807,7 @@ TEST_F(fuse, killed_resources_back)
  * daemon dies while a deregistration waits: the READ's page fault waits
  * for the daemon
  */
-TEST_F(fuse, daemon_dies_fault_waits)
+TEST_F_TIMEOUT(fuse, daemon_dies_fault_waits, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DAEMON_DIES(0);
@@ -799,7 +817,7 @@ TEST_F(fuse, daemon_dies_fault_waits)
  * daemon dies while a deregistration waits: deregistration waits for the
  * fault
  */
-TEST_F(fuse, daemon_dies_dereg_waits_for_fault)
+TEST_F_TIMEOUT(fuse, daemon_dies_dereg_waits_for_fault, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DAEMON_DIES(1);
@@ -809,14 +827,14 @@ TEST_F(fuse, daemon_dies_dereg_waits_for_fault)
  * daemon dies while a deregistration waits: deregistration returns once
  * the daemon is dead
  */
-TEST_F(fuse, daemon_dies_dereg_returns)
+TEST_F_TIMEOUT(fuse, daemon_dies_dereg_returns, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DAEMON_DIES(2);
 }
 
 /* daemon dies while a deregistration waits: the owner ends cleanly */
-TEST_F(fuse, daemon_dies_owner_ends)
+TEST_F_TIMEOUT(fuse, daemon_dies_owner_ends, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DAEMON_DIES(3);
@@ -826,7 +844,7 @@ TEST_F(fuse, daemon_dies_owner_ends)
  * daemon dies while a deregistration waits: 'rdma resource show' back to
  * what it was
  */
-TEST_F(fuse, daemon_dies_resources_back)
+TEST_F_TIMEOUT(fuse, daemon_dies_resources_back, FUSE_TIMEOUT_S)
 {
 	FUSE_SKIP();
 	RUN_DAEMON_DIES(4);
