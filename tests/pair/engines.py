@@ -374,6 +374,12 @@ def judge(c, srv, mine):
     fig = value(c.kind, mine["out"])
     if not fig:
         why.append("the client reported no result")
+        # its first failed check or its bail-out, where a CI log's
+        # closing summary shows it
+        said = re.search(r"^\s*(not ok \d+ .*|Bail out!.*)$", mine["out"],
+                         re.M)
+        if said:
+            why.append("A said: %s" % said.group(1).strip()[:160])
     for side, r in (("A", mine), ("B", srv)):
         moved = odp_moved(r["deltas"])
         if c.mr and c.data and not moved:
