@@ -9,6 +9,7 @@
 #include <linux/hmm.h>
 #include <linux/mempolicy.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/task.h>
@@ -31,6 +32,16 @@
 #define ODP_MIRROR_ACCESS_MASK	(ODP_MIRROR_READ | ODP_MIRROR_WRITE)
 #define ODP_MIRROR_HUGE		BIT(2)	/* struct page is 8-byte aligned */
 #define ODP_MIRROR_FLAGS_MASK	(ODP_MIRROR_ACCESS_MASK | ODP_MIRROR_HUGE)
+
+/*
+ * Off, every batch faults its whole range by itself, whatever is present
+ * already and whoever else faults the same pages: what odp_batch_arm()
+ * prevents, kept so that its effect can be measured against its absence.
+ */
+static bool odp_fault_sharing = true;
+module_param(odp_fault_sharing, bool, 0644);
+MODULE_PARM_DESC(odp_fault_sharing,
+		 "Let overlapping On-Demand Paging faults share their work (default: true)");
 
 struct odp_mirror_leaf {
 	unsigned long *entry;	/* one page: ODP_MIRROR_LEAF_ENTRIES entries */
@@ -762,11 +773,11 @@ static bool odp_batch_done(struct odp_mirror *mirror, u64 id)
 }
 
 /*
- * Arm @batch for [range->start, range->end), unless other faulters take
- * care of its pages.  Faulters of the same pages would each walk them and
- * allocate a page for the same PTE, one of the two pages being freed again,
- * and each write upgrade would mark the other's batch; two workers sharing
- * a CPU then hand it to each other at every allocation.  So:
+ * What stands in the way of @batch, under the mirror's lock.  Faulters of
+ * the same pages would each walk them and allocate a page for the same
+ * PTE, one of the two pages being freed again, and each write upgrade
+ * would mark the other's batch; two workers sharing a CPU then hand it to
+ * each other at every allocation.  So:
  *  - pages already present as asked are not walked again: the batch starts
  *    at the first missing one;
  *  - a speculative batch skips pages that another batch is faulting, and
@@ -775,16 +786,51 @@ static bool odp_batch_done(struct odp_mirror *mirror, u64 id)
  *  - a batch that somebody waits for waits for one in flight that faults
  *    its pages with at least its access (a read batch does not serve a
  *    write, a no-fault batch serves nothing), then looks again.
- * It waits unarmed and without the mmap lock, so an invalidation never
- * waits for it and no two batches wait for each other.
+ * Return: true if the batch has nothing to fault (range->end is left as
+ * it was); else false, with *@wait_for set to the batch to wait for, or
+ * NULL if @batch is to be armed now.
+ */
+static bool odp_batch_in_way(struct odp_mirror *mirror,
+			     struct hmm_range *range, unsigned long need_end,
+			     struct odp_mirror_batch *batch,
+			     struct odp_mirror_batch **wait_for)
+{
+	unsigned int access = batch->write ? ODP_MIRROR_READ | ODP_MIRROR_WRITE
+					   : ODP_MIRROR_READ;
+	struct odp_mirror_batch *other;
+
+	*wait_for = NULL;
+	if (!batch->no_fault)
+		range->start = odp_mirror_first_missing(mirror, range->start,
+							range->end, access);
+	if (range->start == range->end)
+		return true;
+	batch->speculative |= range->start >= need_end;
+	if (batch->no_fault)
+		return false;
+	other = odp_batch_overlap(mirror, range->start, range->end);
+	if (!other)
+		return false;
+	if (batch->speculative)
+		return true;
+	if (other->speculative)
+		other->yield = true;
+	else if (!other->no_fault && (other->write || !batch->write))
+		*wait_for = other;
+	return false;
+}
+
+/*
+ * Arm @batch for [range->start, range->end), unless other faulters take
+ * care of its pages (odp_batch_in_way()).  It waits unarmed and without
+ * the mmap lock, so an invalidation never waits for it and no two batches
+ * wait for each other.
  * Return: 0 with @batch armed; 1 if the batch has nothing to fault (it is
  * done, range->end is left as it was); -EINTR if the caller was killed.
  */
 static int odp_batch_arm(struct odp_mirror *mirror, struct hmm_range *range,
 			 unsigned long need_end, struct odp_mirror_batch *batch)
 {
-	unsigned int access = batch->write ? ODP_MIRROR_READ | ODP_MIRROR_WRITE
-					   : ODP_MIRROR_READ;
 	struct odp_mirror_batch *other;
 	unsigned long flags;
 	ktime_t begun;
@@ -792,27 +838,14 @@ static int odp_batch_arm(struct odp_mirror *mirror, struct hmm_range *range,
 	u64 id;
 
 	for (;;) {
+		other = NULL;
 		flags = odp_mirror_lock(mirror);
-		if (!batch->no_fault)
-			range->start = odp_mirror_first_missing(mirror,
-								range->start,
-								range->end,
-								access);
-		if (range->start == range->end) {
+		if (READ_ONCE(odp_fault_sharing) &&
+		    odp_batch_in_way(mirror, range, need_end, batch, &other)) {
 			odp_mirror_unlock(mirror, flags);
 			return 1;
 		}
-		batch->speculative |= range->start >= need_end;
-		other = batch->no_fault ? NULL :
-			odp_batch_overlap(mirror, range->start, range->end);
-		if (other && batch->speculative) {
-			odp_mirror_unlock(mirror, flags);
-			return 1;
-		}
-		if (other && other->speculative)
-			other->yield = true;
-		if (!other || other->speculative || other->no_fault ||
-		    (batch->write && !other->write)) {
+		if (!other) {
 			batch->start = range->start;
 			batch->end = range->end;
 			batch->id = ++mirror->batch_seq;
