@@ -377,11 +377,11 @@ main() {
 	# before each run, to start afresh).  A run with a failed test, or
 	# that exits with an error (a bail out), ends it: its log is kept as
 	# PROG-REP.log and the status is 1.
-	test_reps() {
+	test_reps() {	# test_reps REPS PROG LINEFN [ARG...]
 		local rep l st out=$WORK/$2.log
 		for ((rep = 1; rep <= $1; rep++)); do
 			st=0
-			"$BUILD/tests/$2" >"$out" 2>&1 || st=$?
+			"$BUILD/tests/$2" "${@:4}" >"$out" 2>&1 || st=$?
 			"$3" "" 0
 			while IFS= read -r l; do
 				"$3" "$l" "$rep"
@@ -394,22 +394,56 @@ main() {
 		return 0
 	}
 
-	# contend_line LINE REP: tests/odp_contend's fault waits of its WRITE
-	# streams as rows (a bucket's bound in ms; 8192 for "longer")
+	# contend_line LINE: tests/odp_contend's time and fault waits of its
+	# WRITE streams, with and without the prefetch, as rows of mode
+	# CONTEND_MODE, repetition CONTEND_REP (a bucket's bound in ms; 8192
+	# for "longer")
 	contend_line() {
-		local b v
-		local re='^# the WRITE streams: ([0-9]+) fault waits, mean ([0-9]+) us; median <= ([0-9a-z]+), p99 <= ([0-9a-z]+), max <= ([0-9a-z]+)'
+		local b v rep=$CONTEND_REP
+		local re='^# the (unprefetched )?WRITE streams: ([0-9]+) fault waits, mean ([0-9]+) us; median <= ([0-9a-z-]+), p99 <= ([0-9a-z-]+), max <= ([0-9a-z-]+)'
+		local took='^# the (unprefetched )?WRITE streams took ([0-9]+) ms: ([0-9-]+) pages faulted, ([0-9-]+) prefetched'
+		local bench=write_streams
+		if [[ $1 =~ $took ]]; then
+			[ -z "${BASH_REMATCH[1]}" ] || bench=write_streams_unprefetched
+			row contend "$bench" "$CONTEND_MODE" 0 time ms "$rep" "${BASH_REMATCH[2]}"
+			row contend "$bench" "$CONTEND_MODE" 0 faulted_pages pages "$rep" "${BASH_REMATCH[3]}"
+			row contend "$bench" "$CONTEND_MODE" 0 prefetched_pages pages "$rep" "${BASH_REMATCH[4]}"
+		fi
 		[[ $1 =~ $re ]] || return 0
-		row contend write_streams odp 0 fault_waits count "$2" "${BASH_REMATCH[1]}"
-		row contend write_streams odp 0 wait_mean us "$2" "${BASH_REMATCH[2]}"
-		for b in 3:median 4:p99 5:max; do
+		[ -z "${BASH_REMATCH[1]}" ] || bench=write_streams_unprefetched
+		row contend "$bench" "$CONTEND_MODE" 0 fault_waits count "$rep" "${BASH_REMATCH[2]}"
+		row contend "$bench" "$CONTEND_MODE" 0 wait_mean us "$rep" "${BASH_REMATCH[3]}"
+		for b in 4:median 5:p99 6:max; do
 			v=${BASH_REMATCH[${b%%:*}]}
 			v=${v%ms}
 			[ "$v" = longer ] && v=8192
-			row contend write_streams odp 0 "wait_${b#*:}" ms "$2" "$v"
+			# no waits at all: no quantiles
+			[ "$v" = - ] || row contend "$bench" "$CONTEND_MODE" 0 "wait_${b#*:}" ms "$rep" "$v"
 		done
 		clock
-		echo "[bench $CLOCK]   rep $2: ${1#\# }"
+		echo "[bench $CLOCK]   rep $rep $CONTEND_MODE: ${1#\# }"
+	}
+
+	# contend_reps REPS: odp_contend's WRITE streams with the core's
+	# sharing of overlapping faults (odp_fault_sharing) on and off, in
+	# turns: the fault path as it is against one where every faulter
+	# faults its own pages
+	CONTEND_SHARING=/sys/module/rdma_rxe/parameters/odp_fault_sharing
+	contend_reps() {
+		local rep sharing st=0
+		for ((rep = 1; rep <= $1; rep++)); do
+			for sharing in 1 0; do
+				echo "$sharing" >"$CONTEND_SHARING" || return 1
+				CONTEND_MODE=odp
+				[ "$sharing" = 1 ] || CONTEND_MODE=odp-unshared
+				CONTEND_REP=$rep
+				test_reps 1 odp_contend contend_line \
+					--only write_streams,write_streams_unprefetched ||
+					st=1
+			done
+		done
+		echo 1 >"$CONTEND_SHARING"
+		return "$st"
 	}
 
 	# pressure_line LINE REP: tests/odp_pressure's measurements as rows;
@@ -463,8 +497,9 @@ main() {
 			[ "$QUICK" = 1 ] && msgs=64K
 			progress "RDMA $2 streams over fresh memory, cold pass then warm pass ($msgs messages)"
 			"$BIN" stream --ops "$2" --msg "$msgs" --reps "$r" --qp-timeout "$QP_TIMEOUT" --csv "$RAW" | relay ;;
-		contend) progress "4 QPs, an async prefetch and a CPU writer on one cold 32 MiB ODP MR: fault waits"
-			test_reps "$r" odp_contend contend_line ;;
+		contend) progress "4 QPs, an async prefetch and a CPU writer on one cold 32 MiB ODP MR: fault waits, odp_fault_sharing on and off"
+			# a run takes seconds, and has few waits
+			contend_reps $((3 * r)) ;;
 		pressure) progress "reclaim under memory.max 96 MiB: RDMA over the hot 48 MiB of 128 MiB, odp_aging on and off, MGLRU"
 			test_reps "$r" odp_pressure pressure_line ;;
 		numabal) progress "RDMA write stream (64 KiB) with automatic NUMA balancing on"

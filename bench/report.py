@@ -459,20 +459,47 @@ if any(k[2].startswith("odp-warm-aging") for k in vals if k[0] == P) or \
                "swap-ins/s"], rows))
 
 # -- contention --
-C = ("contend", "write_streams", "odp", 0)
-if any(k[:4] == C for k in vals):
+C = ("contend", "write_streams")
+if any(k[:3] == C + ("odp",) for k in vals):
     add("\n## Faulters of the same pages (`tests/odp/odp_contend`)\n")
-    add("Four QPs stream WRITEs into one cold 32 MiB ODP MR beside an "
-        "asynchronous prefetch and a CPU writer of the same pages.  How long "
-        "the QP tasks waited for their faults, from the device's histogram "
-        "(`odp_fault_wait_1ms` .. `_4096ms`, `_longer`): the median, the "
-        "99th percentile and the longest as the bound of their bucket "
-        "(8192: longer than 4096 ms).\n")
-    add(table(["fault waits", "mean (µs)", "median ≤ (ms)", "p99 ≤ (ms)",
-               "max ≤ (ms)"],
-              [[cell(*C, "fault_waits"), cell(*C, "wait_mean"),
-                cell(*C, "wait_median"), cell(*C, "wait_p99"),
-                cell(*C, "wait_max")]]))
+    add("Four QPs stream WRITEs into one cold 32 MiB ODP MR beside a CPU "
+        "writer of the same pages, with an asynchronous prefetch of the "
+        "whole MR (`prefetched`) and without (`unprefetched`: the QPs' own "
+        "faults and read-aheads meet).  The streams' time, the pages "
+        "faulted and prefetched, and how long the QP tasks waited for "
+        "their faults, from the device's histogram (`odp_fault_wait_1ms` "
+        ".. `_4096ms`, `_longer`): the median, the 99th percentile and the "
+        "longest as the bound of their bucket (8192: longer than 4096 ms; "
+        "none in a run without waits).  `shared`: the notifier core as it "
+        "is, where an overlapping fault waits for the one in flight that "
+        "covers it and speculative faults give way; `unshared` "
+        "(`odp_fault_sharing=0`, in turns with it): every faulter walks and "
+        "faults its own pages, as before the core took this over.\n")
+    rows = []
+    for bench, case in (("write_streams", "prefetched"),
+                        ("write_streams_unprefetched", "unprefetched")):
+        for mode, what in (("odp", "shared"), ("odp-unshared", "unshared")):
+            k = ("contend", bench, mode, 0)
+            rows.append([case, what, cell(*k, "time"),
+                         cell(*k, "faulted_pages"),
+                         cell(*k, "prefetched_pages"),
+                         cell(*k, "fault_waits"), cell(*k, "wait_mean"),
+                         cell(*k, "wait_median"), cell(*k, "wait_p99"),
+                         cell(*k, "wait_max")])
+    add(table(["case", "faults", "streams (ms)", "pages faulted",
+               "prefetched", "fault waits", "mean wait (µs)",
+               "median ≤ (ms)", "p99 ≤ (ms)", "max ≤ (ms)"], rows))
+    for bench, case in (("write_streams", "prefetched"),
+                        ("write_streams_unprefetched", "unprefetched")):
+        k = ("contend", bench)
+        add(f"\n{case}, unshared / shared: streams' time "
+            + rcell(k + ("odp-unshared", 0, "time"), k + ("odp", 0, "time"))
+            + ", fault waits "
+            + rcell(k + ("odp-unshared", 0, "fault_waits"),
+                    k + ("odp", 0, "fault_waits"))
+            + ", mean fault wait "
+            + rcell(k + ("odp-unshared", 0, "wait_mean"),
+                    k + ("odp", 0, "wait_mean")) + "\n")
 
 # -- registration --
 add("\n## Registration (`odp_bench reg`)\n")

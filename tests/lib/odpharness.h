@@ -88,6 +88,21 @@ static inline bool odp_harness_selected(const char *variant)
 	return true;
 }
 
+/* Is this test to run (all are, without --only NAME[,NAME...])? */
+static inline bool odp_harness_named(const struct __test_metadata *t)
+{
+	size_t len = strlen(t->name);
+	const char *p;
+
+	if (!t_only)
+		return true;
+	for (p = t_only; (p = strstr(p, t->name)); p += len)
+		if ((p == t_only || p[-1] == ',') &&
+		    (p[len] == ',' || !p[len]))
+			return true;
+	return false;
+}
+
 /*
  * Run one test as the harness's own __run_test() does, but with its name
  * on a skip line too, and with its time limit scaled.
@@ -158,7 +173,11 @@ static inline int odp_harness_run(const char *prog)
 		for (v = f->variant ?: &no_variant; v; v = v->next)
 			if (odp_harness_selected(v->name))
 				for (t = f->tests; t; t = t->next)
-					planned++;
+					planned += odp_harness_named(t);
+	if (t_only && !planned) {
+		fprintf(stderr, "%s: no test named %s\n", prog, t_only);
+		return 2;
+	}
 	results = mmap(NULL, sizeof(*results), PROT_READ | PROT_WRITE,
 		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (results == MAP_FAILED) {
@@ -174,6 +193,8 @@ static inline int odp_harness_run(const char *prog)
 			if (!odp_harness_selected(v->name))
 				continue;
 			for (t = f->tests; t; t = t->next) {
+				if (!odp_harness_named(t))
+					continue;
 				t->results = results;
 				odp_harness_run_test(f, v, t, ++count);
 				t->results = NULL;

@@ -19,6 +19,7 @@
 
 bool t_odp = true;
 bool t_verbose;
+const char *t_only;
 int t_timeout_ms = 10000;
 int t_rc_timeout = 14;
 bool t_harness;
@@ -34,13 +35,14 @@ static int t_skipped;
 static void usage(FILE *f, const char *what)
 {
 	fprintf(f,
-		"usage: %s [--pinned|--odp] [-v] [--timeout MS]\n"
+		"usage: %s [--pinned|--odp] [-v] [--timeout MS] [--only TESTS]\n"
 		"  %s\n"
 		"  --pinned      register plain (pinned) MRs instead of ODP\n"
 		"  --odp         register ODP MRs (IBV_ACCESS_ON_DEMAND, default)\n"
 		"  -v            more diagnostics\n"
 		"  --timeout MS  give up waiting for a completion after MS ms\n"
 		"                (default %d, or $T_TIMEOUT_MS)\n"
+		"  --only TEST[,TEST...]  run only the tests of these names\n"
 		"environment: RXE_DEV (default rxe0), RXE_GID (default 1)\n"
 		"output: TAP version 13\n",
 		t_prog, what, t_timeout_ms);
@@ -54,6 +56,7 @@ void t_init(int argc, char **argv, const char *what)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "only", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *env;
@@ -81,6 +84,9 @@ void t_init(int argc, char **argv, const char *what)
 			break;
 		case 'v':
 			t_verbose = true;
+			break;
+		case 'o':
+			t_only = optarg;
 			break;
 		case 'h':
 			usage(stdout, what);

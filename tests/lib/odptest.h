@@ -37,6 +37,7 @@
 
 extern bool t_odp;		/* true: ODP MRs (default); false: --pinned */
 extern bool t_verbose;		/* -v: more diagnostics */
+extern const char *t_only;	/* --only: the harness tests to run */
 extern int t_timeout_ms;	/* completion wait limit */
 extern int t_rc_timeout;	/* transport timeout of new RC QPs (14) */
 extern bool t_harness;		/* on kselftest_harness.h (odpharness.h) */

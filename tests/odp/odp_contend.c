@@ -16,9 +16,10 @@
  *
  * Each test sets all of this up afresh and runs the streams its check
  * needs: the WRITE streams for the checks of what they wrote, the WRITE
- * and then the READ streams for the checks of what was read back.  Only
- * the first test prints the fault waits of its WRITE streams (the line
- * bench/guest.sh reads).
+ * and then the READ streams for the checks of what was read back.  The
+ * first two tests (with and without the prefetch) print how long their
+ * WRITE streams took and waited for faults (the lines bench/guest.sh
+ * reads).
  *
  * Pinned MRs (--pinned): the same streams into a pinned MR, without the
  * prefetch (a pinned MR cannot be prefetched); every check must pass.
@@ -200,11 +201,12 @@ static void *prefetcher(void *arg)
 
 /*
  * Run all QPs' streams of @op at once, with the CPU writer and (ODP) the
- * prefetcher beside them if @with_cpu; true if all of them succeeded.  A
- * thread that cannot be started fails the test at once (t_bail()).
+ * prefetcher beside them if @with_cpu (the prefetcher only if @prefetch
+ * too); true if all of them succeeded.  A thread that cannot be started
+ * fails the test at once (t_bail()).
  */
-static bool all_streams(FIXTURE_DATA(contend) *self, enum ibv_wr_opcode op,
-			bool with_cpu)
+static bool some_streams(FIXTURE_DATA(contend) *self, enum ibv_wr_opcode op,
+			 bool with_cpu, bool prefetch)
 {
 	pthread_t th[NQP], cpu, pf;
 	struct job j[NQP];
@@ -215,8 +217,8 @@ static bool all_streams(FIXTURE_DATA(contend) *self, enum ibv_wr_opcode op,
 	if (with_cpu && pthread_create(&cpu, NULL, cpu_writer, self))
 		t_bail("pthread_create: %s", strerror(errno));
 	/* a pinned MR cannot be prefetched */
-	if (with_cpu && t_odp &&
-	    pthread_create(&pf, NULL, prefetcher, self))
+	prefetch = prefetch && with_cpu && t_odp;
+	if (prefetch && pthread_create(&pf, NULL, prefetcher, self))
 		t_bail("pthread_create: %s", strerror(errno));
 	for (q = 0; q < NQP; q++) {
 		j[q] = (struct job){ .self = self, .q = q, .op = op };
@@ -230,9 +232,15 @@ static bool all_streams(FIXTURE_DATA(contend) *self, enum ibv_wr_opcode op,
 	atomic_store(&self->stop, true);
 	if (with_cpu)
 		pthread_join(cpu, NULL);
-	if (with_cpu && t_odp)
+	if (prefetch)
 		pthread_join(pf, NULL);
 	return ok;
+}
+
+static bool all_streams(FIXTURE_DATA(contend) *self, enum ibv_wr_opcode op,
+			bool with_cpu)
+{
+	return some_streams(self, op, with_cpu, true);
 }
 
 /* A test takes 3-9 s on Debian's kernel under TCG (a shared host). */
@@ -244,19 +252,60 @@ static bool all_streams(FIXTURE_DATA(contend) *self, enum ibv_wr_opcode op,
 		TH_LOG("the WRITE streams failed");			\
 	}
 
+/*
+ * Run the WRITE streams and print how long they took and how long their
+ * faults made the QPs wait (what bench/guest.sh reads).
+ */
+static void timed_write_streams(struct __test_metadata *_metadata,
+				FIXTURE_DATA(contend) *self, const char *what,
+				bool prefetch)
+{
+	long faulted = t_hw_counter(&self->dev, "odp_page_faults");
+	long prefetched = t_hw_counter(&self->dev, "odp_page_prefetch");
+	struct t_waits w0, w1;
+	double begun;
+	bool hist;
+
+	hist = !t_waits_read(&self->dev, &w0);
+	begun = t_now();
+	EXPECT_TRUE(some_streams(self, IBV_WR_RDMA_WRITE, true, prefetch));
+	t_diag("%s took %.0f ms: %ld pages faulted, %ld prefetched", what,
+	       (t_now() - begun) * 1000,
+	       t_hw_counter(&self->dev, "odp_page_faults") - faulted,
+	       t_hw_counter(&self->dev, "odp_page_prefetch") - prefetched);
+	hist = hist && !t_waits_read(&self->dev, &w1);
+	if (hist)
+		t_waits_diag(what, &w0, &w1);
+}
+
 /* 4 QPs stream WRITEs into one cold 32 MiB ODP MR beside async prefetch
  * and a CPU writer
  */
 TEST_F_TIMEOUT(contend, write_streams, CONTEND_TIMEOUT)
 {
-	struct t_waits w0, w1;
-	bool hist;
+	timed_write_streams(_metadata, self, "the WRITE streams", true);
+}
 
-	hist = !t_waits_read(&self->dev, &w0);
-	EXPECT_TRUE(all_streams(self, IBV_WR_RDMA_WRITE, true));
-	hist = hist && !t_waits_read(&self->dev, &w1);
-	if (hist)
-		t_waits_diag("the WRITE streams", &w0, &w1);
+/*
+ * The same without the prefetch: the QPs' own faults and read-aheads meet
+ * on the same leaves
+ */
+TEST_F_TIMEOUT(contend, write_streams_unprefetched, CONTEND_TIMEOUT)
+{
+	bool same = true;
+	size_t i;
+	int q;
+
+	timed_write_streams(_metadata, self, "the unprefetched WRITE streams",
+			    false);
+	for (q = 0; q < NQP && same; q++)
+		for (i = 0; i < LEN / STRIPE && same; i++)
+			same = t_check(self->target + i * STRIPE + q * SLOT,
+				       self->src[q] + i * DATA, DATA,
+				       "written data");
+	EXPECT_TRUE(same) {
+		TH_LOG("QP %d: its slot of stripe %zu differs", q - 1, i - 1);
+	}
 }
 
 /* QP q: every byte it wrote is in the MR */
