@@ -20,6 +20,9 @@
 #   RXE_DEV, RXE_GID    device and GID index (default rxe0, 1)
 #   RDMA_CORE_TESTS     optional space-separated unittest -k patterns, to
 #                       run a subset, e.g. RDMA_CORE_TESTS="test_odp Mr"
+#   RDMA_CORE_NETDEV_FROM_GID=1  find the device's net interface from its
+#                       GID rather than its parent device, which rxe lacks
+#                       (tests/pair/rdma_core.py: rxe0 on a NIC)
 #
 # Alone, in a guest:
 #   tests/vm/run-vm.sh --kver KVER --module M.ko --out DIR \
@@ -92,6 +95,34 @@ from args_parser import parser  # noqa: E402
 parser.parse_args()
 import tests  # noqa: E402
 tap.write('# rdma-core: test modules imported in %.0fs\n' % (time.monotonic() - t_import))
+
+# rdma-core finds a device's net interface through its parent device
+# (/sys/class/infiniband/DEV/device/net/), and rxe has no parent device, so
+# every test that needs an IP address skips on rxe ("doesn't have net
+# interface").  With RDMA_CORE_NETDEV_FROM_GID=1 the net interface is the
+# one the GID belongs to (ports/PORT/gid_attrs/ndevs/INDEX), as rdma_cm
+# itself finds it.
+if os.environ.get('RDMA_CORE_NETDEV_FROM_GID') == '1':
+    import subprocess
+    from tests.base import RDMATestCase
+    parent_get_ip_mac = RDMATestCase._get_ip_mac
+
+    def gid_get_ip_mac(self, dev, port, idx):
+        ndevs = '/sys/class/infiniband/%s/ports/%s/gid_attrs/ndevs/%s' % (
+            dev, port, idx)
+        try:
+            with open(ndevs) as f:
+                ndev = f.read().strip()
+        except OSError:
+            return parent_get_ip_mac(self, dev, port, idx)
+        try:
+            ip, mac = self.get_ip_mac_address(ndev)
+        except (KeyError, IndexError, subprocess.CalledProcessError):
+            ip = mac = None
+        self.args.append([dev, port, idx, ip, mac])
+
+    RDMATestCase._get_ip_mac = gid_get_ip_mac
+    tap.write('# rdma-core: net interfaces from the GIDs (RDMA_CORE_NETDEV_FROM_GID)\n')
 
 
 def known_reason(test_id):

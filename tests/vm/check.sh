@@ -32,9 +32,9 @@
 # Then stages on two guests joined by one Ethernet link
 # (tests/vm/run-pair.sh, tests/pair/): perftest across it at MTU 1500
 # and 9000, pinned and ODP, with and without rdma_cm; the same with Debian's
-# rdma_rxe on one side and ODP MRs on the other; perftest under 1 % loss;
-# and
-# real engines (rdma-core's pingpong examples, UCX's ucx_perftest) on ODP
+# rdma_rxe on one side and ODP MRs on the other; rdma-core's rdma_cm
+# tests with rxe0 on the NIC (tests/pair/rdma_core.py); perftest under
+# 1 % loss; and real engines (rdma-core's pingpong examples, UCX's ucx_perftest) on ODP
 # memory and pinned (tests/pair/engines.py).
 # RXE_PAIR=0 leaves them out; --stock and a --kernel of our own do too.
 #
@@ -209,6 +209,8 @@ if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]
 	pair_stage mixed-odp-b tests/pair/perftest.py --mtu 1500 --stock-a -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw" \
 		PAIR_PERFTEST_MODES=odp-b
+	# rdma-core's rdma_cm tests, which need rxe0 on a net interface
+	pair_stage rdma-core tests/pair/rdma_core.py --mtu 1500 --
 	pair_stage loss1 tests/pair/perftest.py --mtu 1500 --netem "loss 1%" -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw" PAIR_PERFTEST_CM=oob \
 		PAIR_PERFTEST_ITERS=50
