@@ -2,10 +2,11 @@
 # shellcheck shell=bash disable=SC2034  # TAP_RUN_* are for the callers
 #
 # tap.sh: run TAP producers and merge their results into ONE flat TAP
-# stream.  Sourced by the guest scripts that run other TAP producers:
+# stream.  Sourced by the scripts that run other TAP producers:
 # tests/guest/run-all.sh (every guest script), 20-odp-verbs.sh (the verbs
-# test programs) and 95-inject.sh (the same programs under fault
-# injection, counted but not merged).
+# test programs), 95-inject.sh (the same programs under fault injection,
+# counted but not merged) and, on the host, tests/vm/check.sh (the guest's
+# stream, the two-host stages and its own results).
 #
 #   tap_result ok|notok DESCRIPTION [DIRECTIVE]
 #       print the next result, "ok 7 DESCRIPTION # DIRECTIVE", and count it
@@ -15,6 +16,7 @@
 #       Each result CMD prints is renumbered and prefixed with LABEL:
 #       "ok 3 traffic.odp.rc_read" becomes "ok 12 odp_traffic: traffic.odp.rc_read";
 #       "#" lines pass as they are, any other line becomes "# LABEL: ...".
+#       An empty LABEL keeps the results' descriptions as they are.
 #       CMD fails (one more "not ok") when it times out, prints no result
 #       (but a plan 1..0 with exit 0 is one skip), exits non-zero without
 #       a failed result, or prints fewer or more results than it planned.
@@ -28,10 +30,17 @@
 #       the plan, then "N passed, N failed, N skipped" alone on the last line
 #
 # "not ok ... # TODO" results (known failures) count as skipped; their
-# number is in TAP_KNOWN.  Every step per line is a bash builtin: under
-# TCG every fork costs a noticeable fraction of a second.
+# number is in TAP_KNOWN, and the failed result lines are in TAP_FAILURES.
+# Every line goes out through tap_emit LINE, which prints it; a caller
+# may define its own after sourcing this file (check.sh keeps a copy and
+# shows only failures with --quiet).  Every step per line is a bash
+# builtin: under TCG every fork costs a noticeable fraction of a second.
 
-TAP_N=0 TAP_PASSED=0 TAP_FAILED=0 TAP_SKIPPED=0 TAP_KNOWN=0
+TAP_N=0 TAP_PASSED=0 TAP_FAILED=0 TAP_SKIPPED=0 TAP_KNOWN=0 TAP_FAILURES=()
+
+tap_emit() {
+	printf '%s\n' "$1"
+}
 
 # Matches a TAP result line: 1 "not ", 2 number, 3 the rest.
 TAP_RE_RESULT='^(not )?ok([[:space:]]+[0-9]+)?[[:space:]]*-?[[:space:]]*(.*)$'
@@ -55,22 +64,21 @@ tap_result() {
 	local res=ok
 	TAP_N=$((TAP_N + 1))
 	[ "$1" = ok ] || res="not ok"
-	if [ -n "${3:-}" ]; then
-		echo "$res $TAP_N $2 # $3"
-	else
-		echo "$res $TAP_N $2"
-	fi
+	local line="$res $TAP_N $2"
+	[ -z "${3:-}" ] || line+=" # $3"
+	tap_emit "$line"
 	tap_kind "$1" "${3:-}"
 	case "$TAP_KIND" in
 	pass) TAP_PASSED=$((TAP_PASSED + 1)) ;;
 	skip) TAP_SKIPPED=$((TAP_SKIPPED + 1)) ;;
 	known) TAP_SKIPPED=$((TAP_SKIPPED + 1)) TAP_KNOWN=$((TAP_KNOWN + 1)) ;;
-	fail) TAP_FAILED=$((TAP_FAILED + 1)) ;;
+	fail) TAP_FAILED=$((TAP_FAILED + 1)) TAP_FAILURES+=("$line") ;;
 	esac
 }
 
 tap_run() {
 	local quiet=0 log="" label tmo line kind rest directive skip_all="" t0
+	local prefix whole
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		--quiet) quiet=1; shift ;;
@@ -80,6 +88,9 @@ tap_run() {
 	done
 	label=$1 tmo=$2
 	shift 2
+	prefix=${label:+$label: }
+	# what a verdict on CMD as a whole names
+	whole=${label:-${1##*/}}
 	TAP_RUN_RC="" TAP_RUN_PLANNED="" TAP_RUN_SEEN=0
 	TAP_RUN_PASSED=0 TAP_RUN_FAILED=0 TAP_RUN_SKIPPED=0
 	t0=$SECONDS
@@ -109,7 +120,7 @@ tap_run() {
 			fail) TAP_RUN_FAILED=$((TAP_RUN_FAILED + 1)) ;;
 			*) TAP_RUN_SKIPPED=$((TAP_RUN_SKIPPED + 1)) ;;
 			esac
-			[ "$quiet" = 1 ] || tap_result "$kind" "$label: $rest" "$directive"
+			[ "$quiet" = 1 ] || tap_result "$kind" "$prefix$rest" "$directive"
 		elif [[ $line =~ $TAP_RE_PLAN ]]; then
 			TAP_RUN_PLANNED=${BASH_REMATCH[1]}
 			[ "$TAP_RUN_PLANNED" = 0 ] && skip_all=${BASH_REMATCH[3]:-no tests}
@@ -117,15 +128,15 @@ tap_run() {
 			:
 		elif [[ $line =~ ^Bail\ out! ]]; then
 			[ "$quiet" = 1 ] && continue
-			echo "# $label: $line"
-			tap_result notok "$label: bailed out (${line#Bail out!})"
+			tap_emit "# $prefix$line"
+			tap_result notok "$whole: bailed out (${line#Bail out!})"
 			TAP_RUN_FAILED=$((TAP_RUN_FAILED + 1))
 		elif [ "$quiet" = 1 ]; then
 			:
 		elif [[ $line =~ ^[[:space:]]*# ]]; then
-			echo "$line"
+			tap_emit "$line"
 		elif [ -n "$line" ]; then
-			echo "# $label: $line"
+			tap_emit "# $prefix$line"
 		fi
 	done < <(
 		set +e
@@ -138,7 +149,7 @@ tap_run() {
 	if [ "$TAP_RUN_RC" = 124 ] || [ "$TAP_RUN_RC" = 137 ]; then
 		why="timed out after ${tmo}s (killed) after $TAP_RUN_SEEN of ${TAP_RUN_PLANNED:-?} results"
 	elif [ -n "$skip_all" ] && [ "$TAP_RUN_SEEN" = 0 ] && [ "$TAP_RUN_RC" = 0 ]; then
-		[ "$quiet" = 1 ] || tap_result ok "$label" "SKIP $skip_all"
+		[ "$quiet" = 1 ] || tap_result ok "$whole" "SKIP $skip_all"
 		return 0
 	elif [ "$TAP_RUN_SEEN" = 0 ]; then
 		why="exited with status $TAP_RUN_RC without any TAP result"
@@ -150,14 +161,14 @@ tap_run() {
 		why="planned $TAP_RUN_PLANNED results but printed $TAP_RUN_SEEN"
 	fi
 	if [ -n "$why" ]; then
-		[ "$quiet" = 1 ] || tap_result notok "$label: $why"
+		[ "$quiet" = 1 ] || tap_result notok "$whole: $why"
 		return 1
 	fi
 	[ "$TAP_RUN_FAILED" = 0 ]
 }
 
 tap_summary() {
-	echo "1..$TAP_N"
-	[ "$TAP_KNOWN" = 0 ] || echo "# $TAP_KNOWN known failure(s) reported as 'not ok ... # TODO' are counted as skipped"
-	echo "$TAP_PASSED passed, $TAP_FAILED failed, $TAP_SKIPPED skipped"
+	tap_emit "1..$TAP_N"
+	[ "$TAP_KNOWN" = 0 ] || tap_emit "# $TAP_KNOWN known failure(s) reported as 'not ok ... # TODO' are counted as skipped"
+	tap_emit "$TAP_PASSED passed, $TAP_FAILED failed, $TAP_SKIPPED skipped"
 }

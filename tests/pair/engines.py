@@ -439,7 +439,7 @@ def drive():
                     if re.match(r"(ok \d+ |# server stress)", l)]
         hung = STOCK and c.kind == "pingpong" and not c.mr and \
             mine["rc"] == 124 and srv["rc"] in (124, -9)
-        tap.result(not why, "two-host %s: %s" % (c.name, fig if not why
+        tap.result(not why, "%s: %s" % (c.name, fig if not why
                                                  else "; ".join(why)),
                    notes + diag, STOCK_HANG if hung else None)
         tap.diag("%s counter deltas: A %s, B %s"

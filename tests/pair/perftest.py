@@ -124,12 +124,12 @@ def drive():
             tap.diag("%s: perftest could not calibrate its clock (attempt %d), again" % (name, attempt + 1))
         value = result_value(prog, out)
         if rc == 0 and srv["rc"] == 0 and value and not odp_moved(mode, mine, srv):
-            tap.result(False, "two-host perftest %s: %s, but the ODP side faulted no page"
+            tap.result(False, "perftest %s: %s, but the ODP side faulted no page"
                        % (name, value))
         elif rc == 0 and srv["rc"] == 0 and value:
-            tap.result(True, "two-host perftest %s: %s" % (name, value))
+            tap.result(True, "perftest %s: %s" % (name, value))
         else:
-            tap.result(False, "two-host perftest %s (client exit %d, server exit %s%s)"
+            tap.result(False, "perftest %s (client exit %d, server exit %s%s)"
                        % (name, rc, srv["rc"], "" if up else ", server did not listen"),
                        ["A: " + l for l in mine["tail"]] +
                        ["B: " + l for l in srv["tail"]])
