@@ -2,6 +2,8 @@
 #
 #   make check   install deps, build rdma_rxe.ko, boot the test VM, run all tests
 #   make check-debug  the same on a KASAN/lockdep/kmemleak kernel (slow)
+#   make check-pair   the two-host matrix: perftest pinned and ODP under
+#                each MTU and netem setting (~40 min; not part of check)
 #   make demo    boot the VM and compare ib_write_bw with pinned and ODP MRs
 #   make bench   benchmarks, pinned against ODP (~35-40 min under TCG; not
 #                part of check): bench/results/
@@ -15,7 +17,7 @@ BUILD ?= $(CURDIR)/build
 MODDIR = $(BUILD)/$(KVER)
 MODULE = $(MODDIR)/rdma_rxe.ko
 
-.PHONY: all deps module userspace tests check check-debug demo sparse checkpatch series-check clean
+.PHONY: all deps module userspace tests check check-debug check-pair demo sparse checkpatch series-check clean
 
 all: module userspace tests
 
@@ -37,9 +39,14 @@ check: module tests
 
 # The whole suite on a debug kernel (KASAN, lockdep, kmemleak, fault
 # injection) built from linux-source-6.1 and cached in /var/cache/rxe-odp:
-# the first build takes over an hour here, so it is not part of check.
+# the first build takes 10 to 75 minutes here, so it is not part of check.
 check-debug: deps tests
 	@BUILD=$(BUILD) tests/vm/check-debug.sh --out $(BUILD)/check-debug
+
+# The two-host matrix (tests/vm/pair-matrix.sh); make check runs a
+# compact part of it.
+check-pair: module tests
+	@tests/vm/pair-matrix.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/check-pair
 
 demo: module tests bench-build
 	@tests/vm/demo.sh --kver $(KVER) --module $(MODULE) --out $(BUILD)/demo

@@ -12,7 +12,11 @@ TCP exchange, or rdma_cm with -R) goes over the same link.
 
 Cases: PAIR_PERFTEST_PROGS (default ib_write_bw ib_read_bw ib_send_bw
 ib_atomic_bw ib_write_lat ib_read_lat) x PAIR_PERFTEST_MODES (pinned odp)
-x PAIR_PERFTEST_CM (oob rdma_cm).  The ODP side is the one the test is
+x PAIR_PERFTEST_CM (oob rdma_cm), PAIR_PERFTEST_REPS times (default 1,
+the modes in turns).  With PAIR_PERFTEST_COMPARE=F, one more result per
+program and connection: the ODP runs' retransmissions and duplicate
+requests (counted on both hosts, summed over the repetitions) are at most
+F times the pinned runs', beyond counting noise (exceeds()).  The ODP side is the one the test is
 about: with --odp both client and server register ODP MRs (for atomics,
 whose --odp perftest 4.5 refuses, libodp_force.so adds the flag).  Mixed
 modes: odp-a registers ODP MRs on A (the client) only, odp-b on B (the
@@ -38,6 +42,31 @@ PROGS = os.environ.get("PAIR_PERFTEST_PROGS",
                        "ib_write_bw ib_read_bw ib_send_bw ib_atomic_bw ib_write_lat ib_read_lat").split()
 MODES = os.environ.get("PAIR_PERFTEST_MODES", "pinned odp").split()
 CMS = os.environ.get("PAIR_PERFTEST_CM", "oob rdma_cm").split()
+REPS = int(os.environ.get("PAIR_PERFTEST_REPS", "1"))
+# ODP against pinned: at most this many times the pinned runs'
+# retransmissions and duplicate requests (unset: no comparison)
+COMPARE = float(os.environ.get("PAIR_PERFTEST_COMPARE", "0") or 0)
+
+# what a lost, late or refused packet costs, counted on both hosts: the
+# requester's retries (timeouts and sequence NAKs) and RNR retries, and
+# the requests the responder saw twice
+RETRANSMISSIONS = ("completer_retry_err", "rcvd_rnr_err")
+DUPLICATES = ("duplicate_request",)
+
+
+def tally(mine, srv, names):
+    return sum((side["deltas"] or {}).get(c, 0)
+               for side in (mine, srv) for c in names)
+
+
+def exceeds(odp, pinned, factor):
+    """Is @odp more than @factor times @pinned, beyond counting noise?
+
+    Lost packets are random, so two runs of the same workload count
+    different numbers of them: as Poisson counts, odp - factor * pinned
+    has a variance of about odp + factor^2 * pinned.  A difference within
+    three standard deviations (and one event) is noise."""
+    return odp - factor * pinned > 3 * (odp + factor ** 2 * pinned) ** 0.5 + 1
 
 
 def perftest_cmd(case, port, server):
@@ -85,16 +114,21 @@ def result_value(prog, out):
 
 def drive():
     """A: every case, both sides, as TAP."""
-    cases = [(p, m, c) for p in PROGS for m in MODES for c in CMS]
-    tap = Tap(len(cases))
+    # repetitions interleave the modes, so that they see the same host
+    cases = [(p, m, c, r) for r in range(1, REPS + 1) for p in PROGS
+             for c in CMS for m in MODES]
+    pairs = [(p, c) for p in PROGS for c in CMS] \
+        if COMPARE and "pinned" in MODES and "odp" in MODES else []
+    costs = {}	# (prog, cm, mode) -> [retransmissions, duplicates]
+    tap = Tap(len(cases) + len(pairs))
     mtu = open("/sys/class/net/%s/mtu" % os.environ.get("RXE_NETDEV", "eth0")).read().strip()
     tap.diag("perftest between %s (A, client) and %s (B, server), %s gid %s, link mtu %s, netem '%s', -n %s -u %s"
              % (SELF, PEER, DEV, GID, mtu, os.environ.get("RXE_LINK_NETEM", ""), ITERS, QP_TIMEOUT))
     peer = Peer(TMO + 60)
     port = PORT0
-    for case in cases:
-        prog, mode, cm = case
-        name = "%s %s %s" % (prog, mode, cm)
+    for prog, mode, cm, rep in cases:
+        case = (prog, mode, cm)
+        name = "%s %s %s" % case + (" rep %d" % rep if REPS > 1 else "")
         for attempt in range(3):
             port += 1
             cmd, env = perftest_cmd(case, port, True)
@@ -134,7 +168,18 @@ def drive():
                        ["A: " + l for l in mine["tail"]] +
                        ["B: " + l for l in srv["tail"]])
         tap.diag("%s counter deltas: A %s, B %s" % (name, mine["deltas"] or "none", srv["deltas"] or "none"))
+        cost = costs.setdefault((prog, cm, mode), [0, 0])
+        cost[0] += tally(mine, srv, RETRANSMISSIONS)
+        cost[1] += tally(mine, srv, DUPLICATES)
     peer.close()
+    for prog, cm in pairs:
+        (pr, pd), (orr, od) = costs[(prog, cm, "pinned")], costs[(prog, cm, "odp")]
+        bad = [what for what, o, p in (("retransmissions", orr, pr),
+                                       ("duplicate requests", od, pd))
+               if exceeds(o, p, COMPARE)]
+        tap.result(not bad, "perftest %s %s, %d run(s) each: ODP %d retransmissions, %d duplicate requests; pinned %d, %d%s"
+                   % (prog, cm, REPS, orr, od, pr, pd,
+                      "; more than %gx pinned's: %s" % (COMPARE, ", ".join(bad)) if bad else ""))
     return tap.finish()
 
 
