@@ -340,8 +340,10 @@ static void fill_ah_attr(struct t_dev *d, struct ibv_ah_attr *ah)
 	ah->port_num = d->port;
 }
 
+/* Connect @qp to QP @dqpn at @dgid (NULL: our own GID). */
 static int rc_connect(struct t_dev *d, struct ibv_qp *qp, uint32_t dqpn,
-		      uint32_t my_psn, uint32_t peer_psn)
+		      uint32_t my_psn, uint32_t peer_psn,
+		      const union ibv_gid *dgid)
 {
 	struct ibv_qp_attr a;
 
@@ -366,6 +368,8 @@ static int rc_connect(struct t_dev *d, struct ibv_qp *qp, uint32_t dqpn,
 	a.max_dest_rd_atomic = 16;
 	a.min_rnr_timer = 12;
 	fill_ah_attr(d, &a.ah_attr);
+	if (dgid)
+		a.ah_attr.grh.dgid = *dgid;
 	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
 			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
 			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER)) {
@@ -416,13 +420,33 @@ int t_rc_pair_create(struct t_dev *d, struct t_rc_pair *p,
 		if (!p->qp[i])
 			goto err;
 	}
-	if (rc_connect(d, p->qp[0], p->qp[1]->qp_num, 0x1000, 0x2000) ||
-	    rc_connect(d, p->qp[1], p->qp[0]->qp_num, 0x2000, 0x1000))
+	if (rc_connect(d, p->qp[0], p->qp[1]->qp_num, 0x1000, 0x2000, NULL) ||
+	    rc_connect(d, p->qp[1], p->qp[0]->qp_num, 0x2000, 0x1000, NULL))
 		goto err;
 	return 0;
 err:
 	t_rc_pair_destroy(p);
 	return -1;
+}
+
+int t_rc_remote_create(struct t_dev *d, struct t_rc_pair *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->scq[0] = create_cq(d);
+	p->rcq[0] = create_cq(d);
+	if (p->scq[0] && p->rcq[0])
+		p->qp[0] = create_qp(d, IBV_QPT_RC, p->scq[0], p->rcq[0], NULL);
+	if (p->qp[0])
+		return 0;
+	t_rc_pair_destroy(p);
+	return -1;
+}
+
+int t_rc_remote_connect(struct t_dev *d, struct t_rc_pair *p, uint32_t dqpn,
+			const union ibv_gid *dgid, uint32_t my_psn,
+			uint32_t peer_psn)
+{
+	return rc_connect(d, p->qp[0], dqpn, my_psn, peer_psn, dgid);
 }
 
 void t_rc_pair_destroy(struct t_rc_pair *p)
@@ -753,7 +777,7 @@ void t_stuck_report(struct t_rc_pair *p, const char *when)
 	size_t i, o;
 	int q;
 
-	for (q = 0; q < 2; q++) {
+	for (q = 0; q < 2 && p->qp[q]; q++) {
 		struct ibv_qp_init_attr init;
 		struct ibv_qp_attr a;
 

@@ -114,6 +114,17 @@ struct t_rc_pair {
 int t_rc_pair_create(struct t_dev *d, struct t_rc_pair *p,
 		     struct ibv_srq *srq1);
 void t_rc_pair_destroy(struct t_rc_pair *p);
+/*
+ * One end of a pair whose other end is in another process or on another
+ * host: p->qp[0] with its CQs (qp[1] stays NULL), which
+ * t_rc_remote_connect() connects to QP @dqpn at @dgid; this end sends
+ * from PSN @my_psn and expects @peer_psn.  Posting, polling and
+ * t_rdma_sync() work on it as on a pair.
+ */
+int t_rc_remote_create(struct t_dev *d, struct t_rc_pair *p);
+int t_rc_remote_connect(struct t_dev *d, struct t_rc_pair *p, uint32_t dqpn,
+			const union ibv_gid *dgid, uint32_t my_psn,
+			uint32_t peer_psn);
 
 /* Two UD QPs and an address handle that points at our own GID. */
 struct t_ud_pair {

@@ -34,11 +34,12 @@
 # and 9000, pinned and ODP, with and without rdma_cm; the same with Debian's
 # rdma_rxe on one side and ODP MRs on the other; rdma-core's suite with
 # rxe0 on the NIC (tests/pair/rdma_core.py); perftest under 1 % loss;
+# odp_remote (B's memory changed under A's traffic) under 1 % loss;
 # and real engines (rdma-core's pingpong examples, UCX's ucx_perftest) on
 # ODP memory and pinned (tests/pair/engines.py).
 # RXE_PAIR=0 leaves them out; --stock and a --kernel of our own do too;
 # RXE_PAIR_STAGES="NAME..." runs only those (mtu1500 mtu9000 mixed-odp-a
-# mixed-odp-b rdma-core loss1 engines engines-stock).
+# mixed-odp-b rdma-core loss1 remote-loss1 engines engines-stock).
 #
 # Artifacts in DIR: tap.txt (this output), output.log (guest stream),
 # console.log, dmesg.log, setup.log, log-issues.txt, status; pair-*/A and
@@ -140,9 +141,14 @@ fi
 # Two hosts: guests A and B joined by one Ethernet link (run-pair.sh),
 # rxe0 over each one's NIC; A runs the client side of every case, B the
 # server side (tests/pair/pairlib.py).
+# SCRIPT is a tests/pair/*.py, or the name of a test program in BUILD/tests.
 pair_stage() {	# pair_stage NAME SCRIPT [run-pair.sh options] -- [VAR=VALUE...]
-	local name=$1 script=$2 pdir opts=() envs=() what g
+	local name=$1 script=$2 pdir opts=() envs=() what g cmd
 	shift 2
+	case "$script" in
+	*.py) cmd=(python3 "$script") ;;
+	*) cmd=(bash -c "exec \"\$RXE_ODP_BUILD/tests/$script\"") ;;
+	esac
 	case " ${RXE_PAIR_STAGES:-$name} " in
 	*" $name "*) ;;
 	*) return 0 ;;
@@ -158,7 +164,7 @@ pair_stage() {	# pair_stage NAME SCRIPT [run-pair.sh options] -- [VAR=VALUE...]
 	tap_run "two-host $name" 7200 env "${envs[@]+"${envs[@]}"}" \
 		"$TOP/tests/vm/run-pair.sh" --kver "$KVER" --module "$MODULE" \
 		--out "$pdir" --timeout 1200 "${opts[@]}" \
-		-- python3 "$script" || true
+		-- "${cmd[@]}" || true
 	for g in A B; do
 		st() { sed -n "s/^$1=//p" "$pdir/$g/status" 2>/dev/null || true; }
 		what="two-host $name: guest $g set up rxe0 over its NIC and finished"
@@ -196,6 +202,8 @@ if [ "${RXE_PAIR:-1}" = 1 ] && [ "${#STOCK[@]}" = 0 ] && [ "${#VMARGS[@]}" = 0 ]
 	pair_stage loss1 tests/pair/perftest.py --mtu 1500 --netem "loss 1%" -- \
 		PAIR_PERFTEST_PROGS="ib_write_bw ib_read_bw" PAIR_PERFTEST_CM=oob \
 		PAIR_PERFTEST_ITERS=50
+	# B's memory changes under A's traffic, under 1 % loss
+	pair_stage remote-loss1 odp_remote --mtu 1500 --netem "loss 1%" --
 	# about 900 s when all pass; room for one case to use up its budget
 	pair_stage engines tests/pair/engines.py --mtu 1500 --timeout 2400 --
 	# the control: what ODP users of each engine see on Debian's rdma_rxe

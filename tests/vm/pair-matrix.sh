@@ -9,7 +9,10 @@
 # most 1.2x the retransmissions and duplicate requests of the pinned
 # runs under the same setting (none more on a link without loss or
 # duplication), counted on both hosts, beyond counting noise (see
-# exceeds() in tests/pair/perftest.py).
+# exceeds() in tests/pair/perftest.py).  Then, under the same setting,
+# tests/odp/odp_remote: B's memory unmapped, protected, dropped, freed,
+# swapped, migrated, merged, split, forked and truncated, and B's process
+# killed, under A's traffic, every byte checked at both ends.
 #
 # Usage:
 #   tests/vm/pair-matrix.sh --kver KVER --module PATH.ko --out DIR
@@ -18,7 +21,8 @@
 # PAIR_MATRIX_PROGS (ib_write_bw ib_read_bw ib_send_bw), and
 # PAIR_PERFTEST_ITERS (100 here).
 # Output: TAP, each result labelled with its setting; the last line
-# "N passed, N failed, N skipped".  DIR/mtuM-N/{A,B}: each run's guests.
+# "N passed, N failed, N skipped".  DIR/mtuM-N/{A,B}: each perftest run's
+# guests, DIR/mtuM-N/remote/{A,B}: odp_remote's.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
@@ -68,7 +72,12 @@ for mtu in $MTUS; do
 			"$TOP/tests/vm/run-pair.sh" --kver "$KVER" --module "$MODULE" \
 			--out "$dir" --timeout 2400 --mtu "$mtu" --netem "$netem" \
 			-- python3 tests/pair/perftest.py || true
-		for g in A B; do
+		# B's memory changed under A's traffic, every byte checked
+		tap_run "mtu $mtu netem '${netem:-none}'" 3600 \
+			"$TOP/tests/vm/run-pair.sh" --kver "$KVER" --module "$MODULE" \
+			--out "$dir/remote" --timeout 2400 --mtu "$mtu" --netem "$netem" \
+			-- bash -c 'exec "$RXE_ODP_BUILD/tests/odp_remote"' || true
+		for g in A B remote/A remote/B; do
 			if [ -f "$dir/$g/status" ] && [ ! -s "$dir/$g/log-issues.txt" ] && [ -s "$dir/$g/dmesg.log" ]; then
 				tap_result ok "mtu $mtu netem '${netem:-none}': guest $g kernel log clean"
 			else
