@@ -1094,6 +1094,32 @@ int t_pageout(void *p, size_t len)
 	return ret;
 }
 
+uint64_t t_pfn(const void *p)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t e = 0;
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, 8, (uintptr_t)p / T_PAGE * 8) != 8)
+		e = 0;
+	close(fd);
+	return e >> 63 & 1 ? e & ((1ULL << 55) - 1) : 0;
+}
+
+uint64_t t_kpageflags(uint64_t pfn)
+{
+	int fd = open("/proc/kpageflags", O_RDONLY);
+	uint64_t f = 0;
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &f, 8, pfn * 8) != 8)
+		f = 0;
+	close(fd);
+	return f;
+}
+
 int t_page_states(const void *p, size_t len, char *state)
 {
 	size_t i, n = len / T_PAGE;

@@ -282,6 +282,13 @@ int t_pageout(void *p, size_t len);
  * Return: 0, or -1 (reported) if pagemap cannot be read.
  */
 int t_page_states(const void *p, size_t len, char *state);
+/*
+ * The page frame number of the page at @p (0 if it is not present), from
+ * /proc/self/pagemap; and a frame's flags (KPF_*, 0 if they cannot be
+ * read), from /proc/kpageflags.  Both need root.
+ */
+uint64_t t_pfn(const void *p);
+uint64_t t_kpageflags(uint64_t pfn);
 /* Kernel memory that registration could consume: Slab + VmallocUsed +
  * PageTables, in KiB.
  */

@@ -60,42 +60,15 @@
 
 /* ---- page frames ---------------------------------------------------------- */
 
-/* PFN of the page at @p (0 if not present), via /proc/self/pagemap. */
-static uint64_t pfn_of(const void *p)
-{
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, 8, (uintptr_t)p / T_PAGE * 8) != 8)
-		e = 0;
-	close(fd);
-	return e >> 63 & 1 ? e & ((1ULL << 55) - 1) : 0;
-}
-
-static uint64_t kpageflags(uint64_t pfn)
-{
-	uint64_t f = 0;
-	int fd = open("/proc/kpageflags", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &f, 8, pfn * 8) != 8)
-		f = 0;
-	close(fd);
-	return f;
-}
-
 /* Pages of [p, p + n pages) that map KSM page @ksm (or any KSM page if 0). */
 static long ksm_pages(const uint8_t *p, long n, uint64_t ksm)
 {
 	long i, c = 0;
 
 	for (i = 0; i < n; i++) {
-		uint64_t pfn = pfn_of(p + i * T_PAGE);
+		uint64_t pfn = t_pfn(p + i * T_PAGE);
 
-		if (pfn && kpageflags(pfn) >> KPF_KSM & 1 && (!ksm || pfn == ksm))
+		if (pfn && t_kpageflags(pfn) >> KPF_KSM & 1 && (!ksm || pfn == ksm))
 			c++;
 	}
 	return c;
@@ -461,8 +434,8 @@ static void ksm_case(struct __test_metadata *_metadata,
 	t0 = t_now();
 	while (t_now() - t0 < 60) {
 		usleep(200000);
-		kpfn = pfn_of(b);
-		if (!(kpageflags(kpfn) >> KPF_KSM & 1))
+		kpfn = t_pfn(b);
+		if (!(t_kpageflags(kpfn) >> KPF_KSM & 1))
 			continue;
 		mb = ksm_pages(b, NB, kpfn);
 		ma = ksm_pages(a, NA, kpfn);
@@ -518,9 +491,9 @@ static void ksm_case(struct __test_metadata *_metadata,
 		still = ksm_pages(a, NA, kpfn);
 		t_diag("after the WRITE %ld of %d MR pages still map the KSM page, page %d %s",
 		       still, NA, WPAGE,
-		       pfn_of(a + WPAGE * T_PAGE) == kpfn ? "too" : "not");
+		       t_pfn(a + WPAGE * T_PAGE) == kpfn ? "too" : "not");
 		EXPECT_EQ(NA - 1, still);
-		EXPECT_NE(kpfn, pfn_of(a + WPAGE * T_PAGE));
+		EXPECT_NE(kpfn, t_pfn(a + WPAGE * T_PAGE));
 	}
 	EXPECT_EQ(NB, ksm_pages(b, NB, kpfn));
 	if (stage == KSM_WRITE)

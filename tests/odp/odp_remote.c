@@ -250,34 +250,16 @@ out:
 	return moved;
 }
 
-static uint64_t pfn_of(const void *p)
-{
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, 8, (uintptr_t)p / T_PAGE * 8) != 8)
-		e = 0;
-	close(fd);
-	return e >> 63 & 1 ? e & ((1ULL << 55) - 1) : 0;
-}
-
 /* Pages of the buffer whose page frame has flag @kpf (KPF_KSM, KPF_THP). */
 static long flagged_pages(const uint8_t *buf, int kpf)
 {
-	int fd = open("/proc/kpageflags", O_RDONLY);
 	long i, n = 0;
 
-	if (fd < 0)
-		return -1;
 	for (i = 0; i < (long)(LEN / T_PAGE); i++) {
-		uint64_t pfn = pfn_of(buf + i * T_PAGE), f = 0;
+		uint64_t pfn = t_pfn(buf + i * T_PAGE);
 
-		if (pfn && pread(fd, &f, 8, pfn * 8) == 8 && (f >> kpf & 1))
-			n++;
+		n += pfn && (t_kpageflags(pfn) >> kpf & 1);
 	}
-	close(fd);
 	return n;
 }
 
@@ -287,7 +269,7 @@ static long pfns_moved(const uint8_t *buf, uint64_t *pfns)
 	long i, n = 0;
 
 	for (i = 0; i < (long)(LEN / T_PAGE); i++) {
-		uint64_t pfn = pfn_of(buf + i * T_PAGE);
+		uint64_t pfn = t_pfn(buf + i * T_PAGE);
 
 		n += pfn != pfns[i];
 		pfns[i] = pfn;
@@ -706,6 +688,15 @@ static bool ask(int fd, char *ans, size_t size, const char *fmt, ...)
 	}								\
 } while (0)
 
+/* B does @fmt and answers "ok N": N goes to @var */
+#define B_LONG(var, fmt, ...) do {					\
+	char __ans[512];						\
+	bool __ok = ask(self->fd, __ans, sizeof(__ans), fmt, ##__VA_ARGS__); \
+	ASSERT_TRUE(__ok && sscanf(__ans, "ok %ld", &(var)) == 1) {	\
+		TH_LOG("B: " fmt ": %s", ##__VA_ARGS__, __ans);		\
+	}								\
+} while (0)
+
 FIXTURE(remote) {
 	struct t_dev dev;
 	struct t_rc_pair p;
@@ -844,6 +835,13 @@ static int xfer(FIXTURE_DATA(remote) *self, enum ibv_wr_opcode op,
 		     "what A read");					\
 } while (0)
 
+/* A's WRITE of the page at @off is refused: a remote access error */
+#define A_WRITE_REFUSED(seed, off) do {					\
+	ASSERT_TRUE(pattern(self->local + (off), (seed), (off), T_PAGE));	\
+	EXPECT_WC(IBV_WC_REM_ACCESS_ERR,				\
+		  xfer(self, IBV_WR_RDMA_WRITE, (off), T_PAGE));	\
+} while (0)
+
 /* A WRITE and a READ back, each checked at the other end */
 TEST_F_TIMEOUT(remote, write_read, REMOTE_TIMEOUT)
 {
@@ -898,26 +896,19 @@ TEST_F_TIMEOUT(remote, mprotect, REMOTE_TIMEOUT)
 	A_WRITES(9, 0, LEN);
 	B_OK("mprotect r 0 %lu", LEN);
 	A_READS(9, 0, LEN);
-	t_fill(self->local, T_PAGE, 10);
-	EXPECT_WC(IBV_WC_REM_ACCESS_ERR,
-		  t_rdma_chunked(&self->p, IBV_WR_RDMA_WRITE, self->local,
-				 self->lmr->lkey,
-				 (void *)(uintptr_t)self->raddr, self->rkey,
-				 T_PAGE, true));
+	A_WRITE_REFUSED(10, 0);
 	B_OK("check 9 0 %lu", LEN);
 }
 
 /* B's pages go to zram swap: A reads them back, and B still has them */
 TEST_F_TIMEOUT(remote, pageout, REMOTE_TIMEOUT)
 {
-	char ans[64];
 	long swapped = -1;
 
 	b_session(_metadata, self, "anon");
 	A_WRITES(11, 0, LEN);
 	B_OK("madvise pageout 0 %lu", LEN);
-	ASSERT_TRUE(ask(self->fd, ans, sizeof(ans), "swapped"));
-	ASSERT_EQ(1, sscanf(ans, "ok %ld", &swapped));
+	B_LONG(swapped, "swapped");
 	/* the device's reference must not keep a page in memory */
 	EXPECT_LE(LEN / T_PAGE / 2, swapped) {
 		TH_LOG("only %ld of %lu pages went to swap", swapped,
@@ -954,7 +945,6 @@ TEST_F_TIMEOUT(remote, move_pages, REMOTE_TIMEOUT)
 /* KSM merges B's identical pages; A reads them and its WRITE unmerges */
 TEST_F_TIMEOUT(remote, ksm, 240)
 {
-	char ans[64];
 	long merged = -1, still = -1;
 	size_t i;
 
@@ -962,10 +952,7 @@ TEST_F_TIMEOUT(remote, ksm, 240)
 		SKIP(return, "no writable " KSM_DIR "run");
 	b_session(_metadata, self, "anon");
 	A_WRITES(14, 0, LEN);
-	ASSERT_TRUE(ask(self->fd, ans, sizeof(ans), "ksm")) {
-		TH_LOG("B: ksm: %s", ans);
-	}
-	ASSERT_EQ(1, sscanf(ans, "ok %ld", &merged));
+	B_LONG(merged, "ksm");
 	ASSERT_LE(LEN / T_PAGE / 2, merged) {
 		TH_LOG("ksmd merged %ld of %lu pages in %d s", merged,
 		       LEN / T_PAGE, KSM_WAIT_S);
@@ -978,8 +965,7 @@ TEST_F_TIMEOUT(remote, ksm, 240)
 			     "a merged page as A read it");
 	A_WRITES(15, 0, LEN);
 	B_OK("check 15 0 %lu", LEN);
-	ASSERT_TRUE(ask(self->fd, ans, sizeof(ans), "ksmpages"));
-	ASSERT_EQ(1, sscanf(ans, "ok %ld", &still));
+	B_LONG(still, "ksmpages");
 	EXPECT_EQ(0, still);
 }
 
@@ -998,7 +984,6 @@ TEST_F_TIMEOUT(remote, thp_split, REMOTE_TIMEOUT)
 /* B's split huge pages collapse again (MADV_COLLAPSE) between transfers */
 TEST_F_TIMEOUT(remote, thp_collapse, REMOTE_TIMEOUT)
 {
-	char ans[128];
 	long huge = -1;
 
 	b_session(_metadata, self, "thp");
@@ -1006,10 +991,7 @@ TEST_F_TIMEOUT(remote, thp_collapse, REMOTE_TIMEOUT)
 	B_OK("mprotect r %lu %lu", T_MIB, T_PAGE);
 	B_OK("mprotect rw %lu %lu", T_MIB, T_PAGE);
 	A_READS(23, 0, LEN);
-	ASSERT_TRUE(ask(self->fd, ans, sizeof(ans), "collapse")) {
-		TH_LOG("B: collapse: %s", ans);
-	}
-	ASSERT_EQ(1, sscanf(ans, "ok %ld", &huge));
+	B_LONG(huge, "collapse");
 	EXPECT_EQ(LEN / T_PAGE, huge) {
 		TH_LOG("%ld of %lu pages in huge pages after MADV_COLLAPSE",
 		       huge, LEN / T_PAGE);
@@ -1022,15 +1004,11 @@ TEST_F_TIMEOUT(remote, thp_collapse, REMOTE_TIMEOUT)
 /* B's memory compacted between transfers */
 TEST_F_TIMEOUT(remote, compaction, REMOTE_TIMEOUT)
 {
-	char ans[64];
 	long moved = -1;
 
 	b_session(_metadata, self, "anon");
 	A_WRITES(25, 0, LEN);
-	ASSERT_TRUE(ask(self->fd, ans, sizeof(ans), "compact")) {
-		TH_LOG("B: compact: %s", ans);
-	}
-	ASSERT_EQ(1, sscanf(ans, "ok %ld", &moved));
+	B_LONG(moved, "compact");
 	t_diag("compaction moved %ld of B's %lu pages", moved, LEN / T_PAGE);
 	A_READS(25, 0, LEN);
 	A_WRITES(26, 0, LEN);
@@ -1057,12 +1035,7 @@ TEST_F_TIMEOUT(remote, ftruncate, REMOTE_TIMEOUT)
 	B_OK("check 20 0 %lu", LEN);
 	B_OK("truncate %lu", LEN / 2);
 	A_READS(20, 0, LEN / 2);
-	t_fill(self->local, T_PAGE, 21);
-	EXPECT_WC(IBV_WC_REM_ACCESS_ERR,
-		  t_rdma_chunked(&self->p, IBV_WR_RDMA_WRITE, self->local,
-				 self->lmr->lkey,
-				 (void *)(uintptr_t)(self->raddr + 3 * LEN / 4),
-				 self->rkey, T_PAGE, true));
+	A_WRITE_REFUSED(21, 3 * LEN / 4);
 }
 
 #define KILL_WRS	64

@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -374,3 +375,14 @@ class Tap:
 
     def finish(self):
         return 1 if self.bad else 0
+
+
+def main(drive, name):
+    """A script's entry: B serves (serve()), A runs @drive(); exits."""
+    if ROLE == "B":
+        sys.exit(serve())
+    if ROLE == "A" and PEER:
+        sys.exit(drive())
+    print("%s: run by tests/vm/run-pair.sh (RXE_ROLE, RXE_PEER)" % name,
+          file=sys.stderr)
+    sys.exit(64)

@@ -25,7 +25,6 @@ server) only, for a peer that has no ODP (Debian's rdma_rxe, run-pair.sh
 must move, so that the case cannot pass with pinned memory on both sides.
 """
 import os
-import sys
 import time
 
 import pairlib
@@ -184,9 +183,4 @@ def drive():
 
 
 if __name__ == "__main__":
-    if pairlib.ROLE == "B":
-        sys.exit(pairlib.serve())
-    if pairlib.ROLE == "A" and PEER:
-        sys.exit(drive())
-    print("perftest.py: run by tests/vm/run-pair.sh (RXE_ROLE, RXE_PEER)", file=sys.stderr)
-    sys.exit(64)
+    pairlib.main(drive, "perftest.py")

@@ -22,10 +22,9 @@ interface fails: that is what this stage is for.
 import os
 import re
 import subprocess
-import sys
 
 import pairlib
-from pairlib import PEER, Peer
+from pairlib import Peer
 
 SCRIPT = pairlib.TOP + "/tests/guest/90-rdma-core.sh"
 TESTS = os.environ.get("PAIR_RDMA_CORE_TESTS", "")
@@ -61,10 +60,4 @@ def drive():
 
 
 if __name__ == "__main__":
-    if pairlib.ROLE == "B":
-        sys.exit(pairlib.serve())
-    if pairlib.ROLE == "A" and PEER:
-        sys.exit(drive())
-    print("rdma_core.py: run by tests/vm/run-pair.sh (RXE_ROLE, RXE_PEER)",
-          file=sys.stderr)
-    sys.exit(64)
+    pairlib.main(drive, "rdma_core.py")
