@@ -137,7 +137,7 @@ for op in $OPS; do
 			args+=(--odp)
 		fi
 		srv=$WORK/$op-$mode.server cli=$WORK/$op-$mode.client
-		for attempt in 1 2 3; do
+		for attempt in 1 2 3 4 5; do
 			port=$((port + 1))
 			counters "$WORK/before"
 			run_pair
@@ -145,9 +145,11 @@ for op in $OPS; do
 			# perftest calibrates its cycle counter against the clock
 			# and gives up when the (TCG) guest's timing is too noisy:
 			# "Correlation coefficient r^2: ... < 0.9", "Can't produce
-			# a report".  That says nothing about RDMA: run again.
+			# a report".  That says nothing about RDMA: run again, after
+			# a pause (a busy host steals the vCPUs in bursts).
 			[ "$rc" != 0 ] && grep -q "Can't produce a report" "$srv" "$cli" || break
 			echo "# $prog $mode: perftest could not calibrate its clock (attempt $attempt), running again"
+			sleep 2
 		done
 		# Keep the full logs where they survive the guest.
 		if [ -n "${RXE_OUT:-}" ] && mkdir -p "$RXE_OUT/perftest" 2>/dev/null; then
